@@ -1,0 +1,87 @@
+"""A folder of images plus preprocess.yaml (size, mean/std, layout, mode) becomes a SampleSet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from ..errors import DataError
+from .readers import IMAGE_SUFFIXES, PREPROCESS_FILE, load_preprocess
+from .samples import SampleSet
+
+
+class Preprocess(BaseModel):
+    """How raw pixels become model input; recorded in the manifest for the app developer."""
+
+    model_config = ConfigDict(extra="forbid")
+    size: tuple[int, int]
+    mean: list[float] = [0.0]
+    std: list[float] = [1.0]
+    layout: str = "NCHW"
+    mode: str = "RGB"
+    scale: float = 1 / 255
+    input: str = "x"
+
+    @field_validator("layout")
+    @classmethod
+    def _layout(cls, v: str) -> str:
+        if v not in ("NCHW", "NHWC"):
+            raise ValueError("must be NCHW or NHWC")
+        return v
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        if v not in ("RGB", "L"):
+            raise ValueError("must be RGB or L (grayscale)")
+        return v
+
+
+def read_image_folder(path: Path) -> SampleSet:
+    from PIL import Image
+
+    spec_file = path / PREPROCESS_FILE
+    if not spec_file.is_file():
+        spec_file = path.with_suffix(".preprocess.yaml")
+    try:
+        pre = Preprocess(**load_preprocess(spec_file))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise DataError(f"{spec_file}: '{'.'.join(map(str, err['loc']))}' {err['msg'].lower()}") from exc
+    files, labels, classes = _list_images(path)
+    if not files:
+        raise DataError(f"image folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    batch = np.stack([_load_image(Image, f, pre) for f in files])
+    return SampleSet(source=str(path), arrays={pre.input: batch},
+                     labels=np.asarray(labels, dtype=np.int64) if classes else None,
+                     preprocess=pre.model_dump(), label_names=classes or None)
+
+
+def _list_images(path: Path) -> tuple[list[Path], list[int], list[str]]:
+    """Images directly in the folder, or in one subfolder per class (labels from sorted names)."""
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir())
+    if subdirs:
+        files, labels = [], []
+        for idx, sub in enumerate(subdirs):
+            for f in sorted(sub.iterdir()):
+                if f.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append(f)
+                    labels.append(idx)
+        return files, labels, [s.name for s in subdirs]
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    return files, [], []
+
+
+def _load_image(image_mod, file: Path, pre: Preprocess) -> np.ndarray:
+    try:
+        with image_mod.open(file) as img:
+            img = img.convert(pre.mode).resize((pre.size[1], pre.size[0]), image_mod.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32) * pre.scale
+    except OSError as exc:
+        raise DataError(f"image {file} cannot be read ({exc}); remove or replace it") from exc
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    return arr.transpose(2, 0, 1) if pre.layout == "NCHW" else arr

@@ -1,0 +1,113 @@
+"""Read a data spec (.npz, folder of .npz, image folder, example:mnist) into a SampleSet."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..errors import DataError
+from .samples import SampleSet
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+PREPROCESS_FILE = "preprocess.yaml"
+
+
+def load_data(spec: str | Path) -> SampleSet:
+    spec = str(spec)
+    if spec.startswith("example:"):
+        from .example import load_example_data
+
+        return load_example_data(spec)
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(f"data {spec} does not exist; check the path")
+    if path.is_file():
+        if path.suffix != ".npz":
+            raise DataError(f"data file {spec} is not .npz; give an .npz, a folder of .npz files or of images")
+        return _read_npz(path)
+    if any(path.glob("*.npz")):
+        return _read_npz_folder(path)
+    if (path / PREPROCESS_FILE).is_file() or path.with_suffix(".preprocess.yaml").is_file():
+        from .images import read_image_folder
+
+        return read_image_folder(path)
+    raise DataError(
+        f"folder {spec} holds no .npz files and no {PREPROCESS_FILE}; "
+        f"add one .npz per sample, or images with a {PREPROCESS_FILE}"
+    )
+
+
+def _open_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"data file {path} is corrupt or not an .npz ({exc}); re-save it with numpy.savez") from exc
+
+
+def _split_labels(arrays: dict[str, np.ndarray], source: str) -> tuple[dict, np.ndarray | None]:
+    labels = arrays.pop("y", None)
+    if not arrays:
+        raise DataError(f"data {source} holds no input arrays; name them after the model inputs or `x`")
+    if labels is not None:
+        if not np.issubdtype(labels.dtype, np.integer):
+            if not np.all(np.equal(np.mod(labels, 1), 0)):
+                raise DataError(f"labels `y` in {source} must be integer class indices")
+        labels = labels.astype(np.int64).reshape(-1)
+    return arrays, labels
+
+
+def _read_npz(path: Path) -> SampleSet:
+    arrays, labels = _split_labels(_open_npz(path), str(path))
+    lengths = {k: (v.shape[0] if v.ndim else 0) for k, v in arrays.items()}
+    n = next(iter(lengths.values()))
+    if n == 0 or any(v != n for v in lengths.values()):
+        raise DataError(
+            f"arrays in {path} must share a sample count on axis 0, got {lengths}; "
+            "for varying shapes use a folder with one .npz per sample"
+        )
+    if labels is not None and len(labels) != n:
+        raise DataError(f"{path}: `y` has {len(labels)} labels for {n} samples; give one label per sample")
+    return SampleSet(source=str(path), arrays=_as_float32(arrays), labels=labels)
+
+
+def _read_npz_folder(path: Path) -> SampleSet:
+    items, labels = [], []
+    files = sorted(path.glob("*.npz"))
+    for file in files:
+        arrays, label = _split_labels(_open_npz(file), str(file))
+        items.append(_as_float32(arrays))
+        labels.append(None if label is None else int(label[0]))
+    if any(lbl is None for lbl in labels) and not all(lbl is None for lbl in labels):
+        raise DataError(f"some files in {path} have a `y` label and some not; label all or none")
+    names = {tuple(sorted(i)) for i in items}
+    if len(names) > 1:
+        raise DataError(f"files in {path} hold different array names {sorted(names)}; use the same names in all")
+    label_arr = None if labels[0] is None else np.asarray(labels, dtype=np.int64)
+    return SampleSet(source=str(path), items=items, labels=label_arr)
+
+
+def _as_float32(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float inputs become float32 (what exported models take); integer ids stay int64."""
+    out = {}
+    for k, v in arrays.items():
+        if np.issubdtype(v.dtype, np.floating):
+            out[k] = v.astype(np.float32)
+        elif np.issubdtype(v.dtype, np.integer) or v.dtype == bool:
+            out[k] = v.astype(np.int64)
+        else:
+            raise DataError(f"array `{k}` has dtype {v.dtype}; use float or integer arrays")
+    return out
+
+
+def load_preprocess(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DataError(f"{path} is not valid YAML ({exc}); fix its syntax") from exc
+    if not isinstance(raw, dict):
+        raise DataError(f"{path} must be a mapping with size, mean, std, layout")
+    return raw

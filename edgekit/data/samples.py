@@ -1,0 +1,100 @@
+"""One in-memory form for every data source: batched arrays or per-sample items."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import DataError
+
+
+@dataclass
+class SampleSet:
+    """Samples on axis 0 of `arrays`, or a list of `items` fed to the model as they are.
+
+    Items exist for models whose inputs vary in shape or have no batch axis;
+    they are always run one at a time.
+    """
+
+    source: str
+    arrays: dict[str, np.ndarray] | None = None
+    items: list[dict[str, np.ndarray]] | None = None
+    labels: np.ndarray | None = None
+    preprocess: dict | None = None
+    label_names: list[str] | None = None
+    indices: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        if self.items is not None:
+            return len(self.items)
+        return len(next(iter(self.arrays.values())))
+
+    @property
+    def names(self) -> list[str]:
+        first = self.items[0] if self.items is not None else self.arrays
+        return list(first.keys())
+
+    @property
+    def batchable(self) -> bool:
+        return self.arrays is not None
+
+    def subset(self, idx: np.ndarray) -> "SampleSet":
+        idx = np.asarray(idx, dtype=np.int64)
+        base = self.indices if self.indices is not None else np.arange(len(self))
+        return SampleSet(
+            source=self.source,
+            arrays={k: v[idx] for k, v in self.arrays.items()} if self.arrays is not None else None,
+            items=[self.items[i] for i in idx] if self.items is not None else None,
+            labels=self.labels[idx] if self.labels is not None else None,
+            preprocess=self.preprocess,
+            label_names=self.label_names,
+            indices=base[idx],
+        )
+
+    def bind(self, input_names: list[str]) -> "SampleSet":
+        """Map data arrays to the model's inputs: by name, or `x` for a one-input model."""
+        names = self.names
+        if set(input_names) <= set(names):
+            mapping = {n: n for n in input_names}
+        elif len(input_names) == 1 and "x" in names:
+            mapping = {input_names[0]: "x"}
+        else:
+            raise DataError(
+                f"data {self.source} has arrays {names} but the model needs {input_names}; "
+                "name the arrays after the model inputs (or `x` for a one-input model)"
+            )
+        rename = lambda d: {n: d[src] for n, src in mapping.items()}  # noqa: E731
+        return SampleSet(
+            source=self.source,
+            arrays=rename(self.arrays) if self.arrays is not None else None,
+            items=[rename(i) for i in self.items] if self.items is not None else None,
+            labels=self.labels, preprocess=self.preprocess,
+            label_names=self.label_names, indices=self.indices,
+        )
+
+    def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[tuple[dict, np.ndarray | None]]:
+        """Yield (inputs, labels) in `order`; items always come one by one."""
+        order = np.arange(len(self)) if order is None else order
+        step = batch_size if self.batchable else 1
+        for start in range(0, len(order), step):
+            idx = order[start:start + step]
+            if self.batchable:
+                inputs = {k: v[idx] for k, v in self.arrays.items()}
+            else:
+                inputs = self.items[idx[0]]
+            labels = self.labels[idx] if self.labels is not None else None
+            yield inputs, labels
+
+    def fingerprint(self) -> str:
+        """sha256 over names, shapes and bytes: recorded in manifests as the input hash."""
+        digest = hashlib.sha256()
+        for inputs, labels in self.batches(1024):
+            for name in sorted(inputs):
+                arr = np.ascontiguousarray(inputs[name])
+                digest.update(name.encode() + str(arr.shape).encode() + arr.tobytes())
+            if labels is not None:
+                digest.update(np.ascontiguousarray(labels).tobytes())
+        return digest.hexdigest()

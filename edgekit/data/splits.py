@@ -1,0 +1,54 @@
+"""Seeded, disjoint train / calibration / evaluation splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from .samples import SampleSet
+
+
+@dataclass
+class Splits:
+    train: SampleSet
+    calib: SampleSet
+    eval: SampleSet
+
+    def summary(self) -> dict:
+        return {name: len(getattr(self, name)) for name in ("train", "calib", "eval")}
+
+
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p < 0 for p in parts) or not 0.99 <= sum(parts) <= 1.01:
+        raise InputError(f"--split '{text}' must be three fractions train,calib,eval summing to 1, e.g. 0.7,0.1,0.2")
+    return parts  # type: ignore[return-value]
+
+
+def make_splits(data: SampleSet, fractions: tuple[float, float, float], seed: int,
+                eval_data: SampleSet | None = None, max_calib: int = 512) -> Splits:
+    """Shuffle once with `seed` and cut consecutive slices, so splits never overlap.
+
+    With separate eval data, the eval fraction of `data` goes to training.
+    """
+    n = len(data)
+    order = np.random.default_rng(seed).permutation(n)
+    f_train, f_calib, f_eval = fractions
+    if eval_data is not None:
+        f_train, f_eval = f_train + f_eval, 0.0
+    n_calib = min(max(1, int(round(n * f_calib))), max_calib)
+    n_eval = int(round(n * f_eval))
+    n_train = n - n_calib - n_eval
+    if n_train < 0 or (eval_data is None and n_eval < 1):
+        raise InputError(
+            f"data {data.source} has only {n} samples, too few for split {fractions}; give more data"
+        )
+    calib = data.subset(order[:n_calib])
+    evals = eval_data if eval_data is not None else data.subset(order[n_calib:n_calib + n_eval])
+    train = data.subset(order[n_calib + n_eval:])
+    return Splits(train=train, calib=calib, eval=evals)

@@ -1,0 +1,103 @@
+"""The built-in example: a residual CNN teacher and a 4x smaller student for MNIST.
+
+Both are trained on first use (teacher on labels, student distilled from it)
+and cached as safetensors in the user cache, so later runs start at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ModelLoadError
+
+WIDTHS = {"mnist-teacher": (32, 64, 128), "mnist-student": (16, 32, 64)}
+CACHE_VERSION = "v1"
+SPLIT = (0.7, 0.1, 0.2)
+SEED = 0
+
+
+class ConvBN(nn.Sequential):
+    def __init__(self, cin: int, cout: int, stride: int = 1, relu: bool = True):
+        layers = [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)]
+        super().__init__(*layers, *( [nn.ReLU()] if relu else []))
+
+
+class Residual(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv1 = ConvBN(width, width)
+        self.conv2 = ConvBN(width, width, relu=False)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.conv2(self.conv1(x)))
+
+
+class MnistNet(nn.Module):
+    """Three stages of conv + residual block, global pooling, linear classifier."""
+
+    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), classes: int = 10):
+        super().__init__()
+        w1, w2, w3 = widths
+        self.features = nn.Sequential(
+            ConvBN(1, w1), Residual(w1),
+            ConvBN(w1, w2, stride=2), Residual(w2),
+            ConvBN(w2, w3, stride=2), Residual(w3),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.classifier = nn.Linear(w3, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def build(name: str) -> nn.Module:
+    if name not in WIDTHS:
+        raise ModelLoadError(f"unknown example model '{name}'; choose example:mnist-student or example:mnist-teacher")
+    return MnistNet(WIDTHS[name])
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("EDGEKIT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgekit")
+    return Path(root) / "example"
+
+
+def load_example(spec: str, weights=None):
+    from .loader import LoadedModel, load_weights_into
+    from .wrappers import LogitsOnly
+
+    name = spec.split(":", 1)[1]
+    model = build(name)
+    path = Path(weights) if weights else ensure_trained(name)
+    load_weights_into(model, path)
+    return LoadedModel(spec=spec, kind="example", module=LogitsOnly(model, ["x"]).eval(),
+                       input_names=["x"], weights=path)
+
+
+def ensure_trained(name: str) -> Path:
+    """Train (teacher) or distill (student) once; later calls read the cache."""
+    path = cache_dir() / f"{name}-{CACHE_VERSION}.safetensors"
+    if path.is_file():
+        return path
+    from .example_training import train_example
+
+    train_example(name, path)
+    return path
+
+
+def example_splits():
+    from ..data import load_data, make_splits
+
+    return make_splits(load_data("example:mnist"), SPLIT, SEED)
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    with torch.no_grad():
+        pred = model(torch.from_numpy(x)).argmax(-1).numpy()
+    return float((pred == y).mean() * 100)

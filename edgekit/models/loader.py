@@ -1,0 +1,156 @@
+"""Resolve a model spec to a module (or an ONNX file) without running code from checkpoints."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ModelLoadError
+
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass
+class LoadedModel:
+    """A student or teacher ready for the pipeline; `spec` + `weights` rebuild it."""
+
+    spec: str
+    kind: str  # example | factory | hf | onnx
+    module: object | None = None  # LogitsOnly-wrapped nn.Module in eval mode
+    onnx_path: Path | None = None
+    input_names: list[str] = field(default_factory=list)
+    weights: Path | None = None
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.kind == "onnx"
+
+
+def load_model(spec: str, weights: str | Path | None = None) -> LoadedModel:
+    """Load `example:NAME`, `pkg.module:factory`, a transformers folder, or a `.onnx` file."""
+    spec = str(spec)
+    if spec.startswith("example:"):
+        from .example import load_example
+
+        return load_example(spec, weights)
+    path = Path(spec)
+    if spec.endswith(".onnx"):
+        return _load_onnx(path)
+    if path.is_dir():
+        return _load_hf(path, weights)
+    if _FACTORY.match(spec) and not path.exists():
+        return _load_factory(spec, weights)
+    if path.exists():
+        raise ModelLoadError(
+            f"cannot load model {spec}: give a transformers folder, an .onnx file, "
+            "or `package.module:factory` with --weights FILE"
+        )
+    raise ModelLoadError(f"model {spec} does not exist; check the path or spec")
+
+
+def rebuild_model(spec: str, weights: str | Path | None = None) -> LoadedModel:
+    """A fresh build of the source model, as every stage starts from."""
+    return load_model(spec, weights)
+
+
+def _load_onnx(path: Path) -> LoadedModel:
+    import onnx
+
+    if not path.is_file():
+        raise ModelLoadError(f"ONNX model {path} does not exist; check the path")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # onnx raises several unrelated types for bad files
+        raise ModelLoadError(f"{path} is not a valid ONNX model ({_first_line(exc)}); re-export it") from exc
+    initializers = {i.name for i in proto.graph.initializer}
+    names = [i.name for i in proto.graph.input if i.name not in initializers]
+    return LoadedModel(spec=str(path), kind="onnx", onnx_path=path, input_names=names)
+
+
+def _load_hf(path: Path, weights: str | Path | None) -> LoadedModel:
+    import transformers
+
+    from .wrappers import LogitsOnly
+
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"folder {path} has no config.json; give a transformers model folder "
+            "(save_pretrained) or `package.module:factory --weights FILE`"
+        )
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+        arch = (config.architectures or [None])[0]
+        cls = getattr(transformers, arch) if arch else transformers.AutoModel
+        model = cls.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, AttributeError, KeyError) as exc:
+        raise ModelLoadError(f"cannot load transformers model from {path}: {_first_line(exc)}") from exc
+    main = getattr(model, "main_input_name", "input_ids")
+    names = [main] + (["attention_mask"] if main == "input_ids" else [])
+    wrapped = LogitsOnly(model, names).eval()
+    if weights is not None:
+        load_weights_into(wrapped.model, weights)
+    return LoadedModel(spec=str(path), kind="hf", module=wrapped, input_names=names,
+                       weights=Path(weights) if weights else None)
+
+
+def _load_factory(spec: str, weights: str | Path | None) -> LoadedModel:
+    from .wrappers import LogitsOnly, forward_input_names
+
+    module_name, func_name = spec.split(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise ModelLoadError(
+            f"cannot import {spec}: {_first_line(exc)}; check that the module is on PYTHONPATH"
+        ) from exc
+    model = factory()
+    if weights is not None:
+        load_weights_into(model, weights)
+    names = forward_input_names(model)
+    wrapped = LogitsOnly(model, names).eval()
+    return LoadedModel(spec=spec, kind="factory", module=wrapped, input_names=names,
+                       weights=Path(weights) if weights else None)
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """Read tensors from safetensors, or a .pt state dict with weights_only=True (no pickle code)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"weights file {path} does not exist; check --weights")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt files raise many types
+        raise ModelLoadError(
+            f"weights file {path} is corrupt or not a tensor file ({_first_line(exc)}); "
+            "save it with safetensors.torch.save_file"
+        ) from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"weights file {path} holds no state dict; save model.state_dict()")
+    return state
+
+
+def load_weights_into(model, weights: str | Path) -> None:
+    state = read_state_dict(weights)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(
+            f"weights {weights} do not fit the model ({_first_line(exc)}); "
+            "check that --weights belongs to this architecture"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:240] if text else type(exc).__name__

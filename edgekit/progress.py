@@ -1,0 +1,17 @@
+"""One rich console for logs and progress; quiet when --json asks for clean stdout."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def set_quiet(quiet: bool) -> None:
+    console.quiet = quiet
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()

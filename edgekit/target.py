@@ -1,0 +1,74 @@
+"""Targets are data: one YAML file per board, validated by one model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import TargetError
+from .resources import data_dir
+
+
+class BenchSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    warmup: int = Field(10, ge=0)
+    runs: int = Field(100, ge=1)
+    threads: int = Field(1, ge=1)
+
+
+class Target(BaseModel):
+    """What a board is; rules about what its runtime accepts live in backends/."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    arch: Literal["aarch64", "x86_64"]
+    runtime: Literal["onnxruntime"]
+    device: Literal["cpu"] = "cpu"
+    precisions: list[Literal["int8", "fp32"]] = ["int8", "fp32"]
+    quant_preset: Literal["ort-u8s8"] = "ort-u8s8"
+    round_to: int = Field(8, ge=1)
+    opset: int = Field(17, ge=13, le=21)
+    ort_format: bool = True
+    bench: BenchSettings = BenchSettings()
+
+
+def builtin_targets() -> dict[str, Path]:
+    folder = data_dir("targets")
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def load_target(spec: str | Path) -> Target:
+    """Load a built-in target by name, or a user's own YAML file by path."""
+    spec = str(spec)
+    known = builtin_targets()
+    if spec in known:
+        path = known[spec]
+    elif spec.endswith((".yaml", ".yml")):
+        path = Path(spec)
+        if not path.is_file():
+            raise TargetError(f"target file {spec} does not exist; check the path")
+    else:
+        raise TargetError(
+            f"unknown target '{spec}'; choose one of {', '.join(known)} "
+            "(see `edgekit targets`) or pass a board file ./my-board.yaml"
+        )
+    return _parse(path)
+
+
+def _parse(path: Path) -> Target:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise TargetError(f"target file {path} is not valid YAML: {exc}; fix its syntax") from exc
+    if not isinstance(raw, dict):
+        raise TargetError(f"target file {path} must hold a mapping of settings")
+    try:
+        return Target(**raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise TargetError(f"target file {path}: '{where}' {first['msg'].lower()}; fix that key") from exc

@@ -1,0 +1,89 @@
+"""Knowledge-distillation loss and a small, seeded training loop shared by distillation and QAD."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
+            temperature: float, alpha: float) -> dict[str, torch.Tensor]:
+    """KL(teacher || student) at temperature T scaled by T², plus alpha × task loss.
+
+    Returned as parts so logs and tests see each one; `total` is what to minimise.
+    """
+    t = temperature
+    kd = F.kl_div(
+        F.log_softmax(student_logits / t, dim=-1),
+        F.log_softmax(teacher_logits / t, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
+    parts = {"kd": kd}
+    total = kd
+    if labels is not None and alpha > 0:
+        task = F.cross_entropy(student_logits, labels)
+        parts["task"] = task
+        total = (1 - alpha) * kd + alpha * task
+    parts["total"] = total
+    return parts
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    lr: float = 1e-3
+    temperature: float = 4.0
+    alpha: float = 0.5
+    batch_size: int = 64
+    seed: int = 0
+
+
+Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor | None]
+
+
+def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[int], Iterable[Batch]],
+            cfg: TrainConfig, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+            train_mode: Callable[[nn.Module], None] | None = None) -> list[dict[str, float]]:
+    """Train `student` against `teacher` (or labels only when teacher is None).
+
+    `batches(epoch)` yields (inputs, labels) so the caller owns shuffling and
+    seeding; `train_mode` lets QAD keep BatchNorm frozen while training.
+    """
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
+    if teacher is not None:
+        teacher.eval()
+    history = []
+    for epoch in range(cfg.epochs):
+        (train_mode or (lambda m: m.train()))(student)
+        sums: dict[str, float] = {}
+        count = 0
+        for inputs, labels in batches(epoch):
+            logits = student(*inputs)
+            if teacher is not None:
+                with torch.no_grad():
+                    target = teacher(*inputs)
+                parts = kd_loss(logits, target, labels, cfg.temperature, cfg.alpha)
+            else:
+                parts = {"task": F.cross_entropy(logits, labels)}
+                parts["total"] = parts["task"]
+            opt.zero_grad(set_to_none=True)
+            parts["total"].backward()
+            opt.step()
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            count += 1
+        sched.step()
+        student.eval()
+        record = {k: v / max(count, 1) for k, v in sums.items()}
+        history.append(record)
+        if on_epoch:
+            on_epoch(epoch, record)
+    student.eval()
+    return history
