@@ -19,6 +19,9 @@ WIDTHS = {"mnist-teacher": (32, 64, 128), "mnist-student": (16, 32, 64)}
 CACHE_VERSION = "v1"
 SPLIT = (0.7, 0.1, 0.2)
 SEED = 0
+# What `edgekit demo` runs: the student pruned 50%, QAD against its FP32 self, INT8.
+DEMO_RECIPE = {"model": "example:mnist-student", "data": "example:mnist", "prune": 0.5, "quant": "qad",
+               "epochs": 10, "lr": 3e-3, "alpha": 0.3, "split": "0.7,0.1,0.2", "seed": SEED}
 
 
 class ConvBN(nn.Sequential):

@@ -1,0 +1,41 @@
+"""The Python API under the CLI: compress, bench, inspect. Each CLI command wraps one of these."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, OutputExistsError
+from .recipe import CompressConfig, make_config
+
+
+def compress(**options: Any) -> dict[str, Any]:
+    """Run prune -> calibrate -> QAD -> export -> compile -> bench; return report.json's content."""
+    from .compress_run import run_compress
+
+    cfg = options if isinstance(options, CompressConfig) else make_config(**options)
+    return run_compress(cfg)
+
+
+def check_out_dir(out: Path, force: bool, resume: bool) -> None:
+    """Refuse to touch a user's existing folder unless told to (--force or --resume)."""
+    if out.exists() and not (force or resume):
+        raise OutputExistsError(f"output folder {out} exists; pass --force to replace it or --resume to continue")
+    if out.exists() and out.is_file():
+        raise InputError(f"--out {out} is a file; give a folder path")
+    if out.exists() and force and not resume:
+        shutil.rmtree(out)
+
+
+def bench(folder: str | Path, data: str, baseline: str | None = None, runs: int | None = None) -> dict[str, Any]:
+    from .bench_run import run_bench
+
+    return run_bench(Path(folder), data, baseline, runs)
+
+
+def inspect_model(spec: str, weights: str | None = None, data: str | None = None,
+                  input_shape: list[int] | None = None) -> dict[str, Any]:
+    from .inspect_run import run_inspect
+
+    return run_inspect(spec, weights, data, input_shape)

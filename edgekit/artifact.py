@@ -1,0 +1,61 @@
+"""The record that travels between stages: files on disk plus what was done to them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .fsutil import write_json
+
+Format = Literal["torch", "onnx", "onnx-qdq", "onnx-dynamic", "ort"]
+RECORD = "artifact.json"
+
+
+class StageRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    folder: str
+    key: str
+    settings: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    seconds: float = 0.0
+
+
+class Artifact(BaseModel):
+    """A model in one format plus its history; `files` are relative to `folder`.
+
+    Torch artifacts are rebuilt from `source_spec` (fresh build), the pruning
+    plan and safetensors weights, so nothing pickled is ever loaded.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    format: Format
+    folder: str
+    files: dict[str, str] = {}
+    source_spec: str
+    source_weights: str | None = None
+    input_names: list[str]
+    bn_folded: bool = False
+    history: list[StageRecord] = Field(default_factory=list)
+
+    def path(self, role: str) -> Path:
+        return Path(self.folder) / self.files[role]
+
+    def has(self, role: str) -> bool:
+        return role in self.files
+
+    def save(self, folder: Path) -> None:
+        write_json(Path(folder) / RECORD, json.loads(self.model_dump_json()))
+
+    @classmethod
+    def load(cls, folder: Path) -> "Artifact":
+        return cls.model_validate_json((Path(folder) / RECORD).read_text())
+
+    def derive(self, folder: Path, fmt: Format, files: dict[str, str], **changes: Any) -> "Artifact":
+        """A new artifact in `folder` that keeps this one's source and history."""
+        data = self.model_dump()
+        data.update(format=fmt, folder=str(folder), files=files, **changes)
+        return Artifact(**data)

@@ -1,0 +1,47 @@
+"""The `edgekit` command: one small module per subcommand, all thin wrappers over edgekit.api."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from . import bench, compress, demo, inspect, targets
+from ._errors import run_guarded
+
+app = typer.Typer(
+    name="edgekit", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="From a distilled PyTorch student to small, fast, measured INT8 artifacts for edge boards.",
+)
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+          ) -> None:
+    if debug:
+        os.environ["EDGEKIT_DEBUG"] = "1"
+
+
+for module in (demo, compress, bench, inspect):
+    app.command(name=module.NAME, help=module.HELP)(module.command)
+app.add_typer(targets.app, name="targets")
+
+
+def main() -> None:
+    run_guarded(_run)
+
+
+def _run() -> None:
+    """typer's standalone mode maps usage errors to exit 2; our errors propagate to run_guarded."""
+    import click
+
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Abort:
+        raise SystemExit(1) from None

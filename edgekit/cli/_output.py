@@ -1,0 +1,34 @@
+"""Shared output helpers: --json prints one JSON document on stdout, otherwise a rich summary."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..progress import set_quiet
+
+
+def start(as_json: bool) -> None:
+    set_quiet(as_json)
+
+
+def emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def summary_table(report: dict[str, Any], title: str) -> None:
+    table = Table(title=title)
+    for col in ("model", "size KiB", "MMACs", "p50 ms", "p99 ms", "accuracy %", "agreement"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for label in ("fp32", "pruned", "final"):
+        if label not in report:
+            continue
+        m = report[label]
+        acc = "–" if m["accuracy"] is None else f"{m['accuracy']:.2f}"
+        agr = "–" if m["agreement"] is None else f"{m['agreement']:.4f}"
+        table.add_row(label, f"{m['size_bytes'] / 1024:.1f}", f"{m['macs'] / 1e6:.2f}",
+                      f"{m['latency_ms']['p50']:.3f}", f"{m['latency_ms']['p99']:.3f}", acc, agr)
+    Console().print(table)

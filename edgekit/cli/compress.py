@@ -1,0 +1,73 @@
+"""`edgekit compress`: prune, quantize (QAD/static/dynamic), compile and measure for one target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._output import emit_json, start, summary_table
+
+NAME = "compress"
+HELP = """Compress a student for a target board and measure it.
+
+Examples:
+
+  edgekit compress --model ./student_dir --data ./calib.npz --target arm64 --prune 0.5 --quant qad --out build/
+
+  edgekit compress --model mypkg.models:build --weights w.safetensors --data imgs/ --target x86-64 --quant static --out build/
+
+  edgekit compress --model model.onnx --data calib.npz --quant static --out build/
+"""
+
+
+def command(
+    model: Annotated[Optional[str], typer.Option(help="transformers folder, package.module:factory, example:NAME, or .onnx")] = None,
+    data: Annotated[Optional[str], typer.Option(help=".npz, folder of .npz, image folder with preprocess.yaml, or example:mnist")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder; OUT/<target>/ holds the artifact.")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Target name (see `edgekit targets`) or a board .yaml file.")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Student weights (.safetensors, or .pt state dict).")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher spec; default: the unpruned FP32 student.")] = None,
+    teacher_weights: Annotated[Optional[str], typer.Option(help="Teacher weights file.")] = None,
+    eval_data: Annotated[Optional[str], typer.Option(help="Separate evaluation data (else a split of --data).")] = None,
+    prune: Annotated[Optional[float], typer.Option(help="Fraction of channels to remove, in [0, 1).")] = None,
+    protect: Annotated[Optional[list[str]], typer.Option(help="Layer never pruned (repeatable).")] = None,
+    quant: Annotated[Optional[str], typer.Option(help="qad | static | dynamic | none")] = None,
+    calib: Annotated[Optional[str], typer.Option(help="minmax | percentile | entropy")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="QAD epochs.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="QAD learning rate.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="KD temperature T (loss scaled by T²).")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="Weight of the task loss when labels exist.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Training batch size.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="train,calib,eval fractions of --data.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for splits and training.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="YAML file with any of these settings; options override it.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse finished stages in OUT/work.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+) -> None:
+    from ..api import compress
+    from ..recipe import load_recipe
+
+    start(as_json)
+    options = load_recipe(recipe) if recipe else {}
+    given = dict(model=model, data=data, out=out, target=target, weights=weights, teacher=teacher,
+                 teacher_weights=teacher_weights, eval_data=eval_data, prune=prune, protect=protect, quant=quant,
+                 calib=calib, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha, batch_size=batch_size,
+                 split=split, seed=seed)
+    options.update({k: v for k, v in given.items() if v is not None})
+    _require(options, ("model", "data", "out"))
+    report = compress(**options, force=force, resume=resume)
+    if as_json:
+        emit_json(report)
+    else:
+        summary_table(report, f"edgekit compress → {Path(options['out']) / report['target']}")
+
+
+def _require(options: dict, names: tuple[str, ...]) -> None:
+    from ..errors import InputError
+
+    missing = [f"--{n.replace('_', '-')}" for n in names if options.get(n) in (None, "")]
+    if missing:
+        raise InputError(f"missing {', '.join(missing)}; see `edgekit compress --help` for examples")

@@ -1,0 +1,37 @@
+"""`edgekit demo`: the whole job on the built-in MNIST example, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._output import emit_json, start, summary_table
+
+NAME = "demo"
+HELP = """Run the full pipeline on the built-in example (real MNIST digits, no downloads).
+
+Trains a teacher CNN and distills a 4x smaller student on first use (cached in
+~/.cache/edgekit), then prunes 50%, runs QAD and compiles INT8 for arm64.
+"""
+
+
+def command(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("edgekit-demo"),
+    target: Annotated[str, typer.Option(help="Target to compile for.")] = "arm64",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+) -> None:
+    from ..api import compress
+    from ..models.example import DEMO_RECIPE
+
+    start(as_json)
+    report = compress(**DEMO_RECIPE, out=out, target=target, force=force)
+    if as_json:
+        emit_json(report)
+        return
+    summary_table(report, f"edgekit demo → {out / report['target']}")
+    r = report["ratios"]
+    typer.echo(f"INT8 student: {r['size']:.3f}x the FP32 size, {r['speedup_p50']:.2f}x faster (p50), "
+               f"accuracy drop {r['accuracy_drop']:.2f} points. Report: {out / report['target'] / 'report.md'}")

@@ -1,0 +1,59 @@
+"""`edgekit inspect`: what a model is made of before compressing it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._output import emit_json, start
+
+NAME = "inspect"
+HELP = """Show params, MACs, layers and prunable channel groups of a model.
+
+Examples:
+
+  edgekit inspect ./student_dir
+
+  edgekit inspect mypkg.models:build --weights w.safetensors --input-shape 1,3,224,224
+"""
+
+
+def command(
+    model: Annotated[str, typer.Argument(help="transformers folder, package.module:factory, example:NAME, or .onnx")],
+    weights: Annotated[Optional[str], typer.Option(help="Weights file for a factory model.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data to take the input shape from.")] = None,
+    input_shape: Annotated[Optional[str], typer.Option(help="Input shape, e.g. 1,3,224,224.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    from ..errors import InputError
+    from ..inspect_run import run_inspect
+
+    start(as_json)
+    shape = None
+    if input_shape:
+        try:
+            shape = [int(v) for v in input_shape.split(",")]
+        except ValueError:
+            raise InputError(f"--input-shape {input_shape} must be integers separated by commas, e.g. 1,3,224,224") from None
+    info = run_inspect(model, weights, data, shape)
+    if as_json:
+        emit_json(info)
+        return
+    console = Console()
+    console.print(f"[bold]{model}[/]: {info['params']:,} params, {info['macs'] / 1e6:.2f} MMACs per sample")
+    if "layers" in info:
+        table = Table(title="layers")
+        for col in ("name", "type", "in", "out", "groups", "params"):
+            table.add_column(col)
+        for row in info["layers"]:
+            table.add_row(*(str(row[c]) for c in ("name", "type", "in", "out", "groups", "params")))
+        console.print(table)
+        groups = Table(title="prunable channel groups (pruned together)")
+        for col in ("root", "channels", "coupled layers"):
+            groups.add_column(col)
+        for g in info["prunable_groups"]:
+            groups.add_row(g["root"], str(g["channels"]), ", ".join(g["layers"]))
+        console.print(groups)

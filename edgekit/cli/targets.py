@@ -1,0 +1,41 @@
+"""`edgekit targets`: the boards edgekit knows, and one board's full description."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="List known targets, or show one.", invoke_without_command=True, no_args_is_help=False)
+
+
+@app.callback()
+def list_targets(ctx: typer.Context,
+                 as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List the built-in targets."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..target import builtin_targets, load_target
+    from ._output import emit_json
+
+    targets = [load_target(name) for name in builtin_targets()]
+    if as_json:
+        emit_json([t.model_dump() for t in targets])
+        return
+    table = Table(title="edgekit targets")
+    for col in ("name", "arch", "runtime", "precisions", "round_to", "description"):
+        table.add_column(col)
+    for t in targets:
+        table.add_row(t.name, t.arch, t.runtime, ",".join(t.precisions), str(t.round_to), t.description)
+    Console().print(table)
+
+
+@app.command("show")
+def show(name: Annotated[str, typer.Argument(help="Target name or a board .yaml file.")]) -> None:
+    """Print one target's settings."""
+    from ..target import load_target
+    from ._output import emit_json
+
+    emit_json(load_target(name).model_dump())

@@ -1,0 +1,136 @@
+"""Orchestration of `compress`: validate everything first, then run stages, then publish OUT/<target>."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifact import Artifact
+from .data import load_data, make_splits
+from .data.splits import parse_fractions
+from .errors import DataError, InputError
+from .fsutil import atomic_dir
+from .manifest import write_manifest
+from .models import load_model
+from .pipeline import Context, run_stages
+from .recipe import CompressConfig
+from .report import build_report, write_report
+from .target import load_target
+
+
+def run_compress(cfg: CompressConfig) -> dict[str, Any]:
+    from .api import check_out_dir
+
+    target = load_target(cfg.target)
+    student = load_model(cfg.model, cfg.weights)
+    if student.is_onnx and (cfg.prune > 0 or cfg.quant == "qad"):
+        raise InputError(f"{cfg.model} is ONNX: pruning and QAD need a PyTorch model; "
+                         "use --prune 0 with --quant static or dynamic")
+    splits = _splits(cfg, student.input_names)
+    reference = check_model_fits(student, splits)
+    teacher = _teacher(cfg, student)
+    check_out_dir(cfg.out, cfg.force, cfg.resume)
+    work = cfg.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    ctx = Context(target=target, splits=splits, seed=cfg.seed, work=work, teacher=teacher)
+    if student.is_onnx:
+        ctx.cache["reference_eval"] = reference
+    artifact = _initial_artifact(student)
+    final = run_stages(build_stages(cfg, target, student.is_onnx), ctx, artifact, work, resume=cfg.resume)
+    return publish(cfg, target, final, ctx, student)
+
+
+def _splits(cfg: CompressConfig, input_names: list[str]):
+    data = load_data(cfg.data).bind(input_names)
+    eval_data = load_data(cfg.eval_data).bind(input_names) if cfg.eval_data else None
+    return make_splits(data, parse_fractions(cfg.split), cfg.seed, eval_data)
+
+
+def check_model_fits(model, splits) -> np.ndarray | None:
+    """Run one sample through the model: shape and label errors surface before any output is written."""
+    from .backends import ort as ort_backend
+
+    inputs, _ = next(splits.calib.batches(1))
+    try:
+        if model.is_onnx:
+            out = ort_backend.session(model.onnx_path).run(None, {n: inputs[n] for n in model.input_names})[0]
+        else:
+            import torch
+
+            with torch.no_grad():
+                out = model.module(*(torch.from_numpy(inputs[n]) for n in model.input_names)).numpy()
+    except Exception as exc:  # torch and ORT raise many types for shape mismatches
+        shapes = {n: list(inputs[n].shape) for n in model.input_names}
+        raise DataError(f"data {splits.calib.source} (sample shapes {shapes}) does not fit the model: "
+                        f"{' '.join(str(exc).split())[:160]}; give data shaped like the model input") from exc
+    classes = out.shape[-1]
+    for part in (splits.train, splits.calib, splits.eval):
+        labels = part.labels
+        if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= classes):
+            raise DataError(f"labels in {part.source} range {labels.min()}..{labels.max()} but the model has "
+                            f"{classes} outputs; labels must be class indices 0..{classes - 1}")
+    if model.is_onnx:
+        return ort_backend.run_model(model.onnx_path, splits.eval, model.input_names)
+    return None
+
+
+def _teacher(cfg: CompressConfig, student):
+    """The given teacher, else the unpruned FP32 student itself (self-distillation)."""
+    if student.is_onnx:
+        return None
+    if cfg.teacher is None:
+        return student.module
+    teacher = load_model(cfg.teacher, cfg.teacher_weights)
+    if teacher.is_onnx:
+        raise InputError("--teacher must be a PyTorch model (example:, package.module:factory or a transformers folder)")
+    return teacher.module
+
+
+def _initial_artifact(student) -> Artifact:
+    files = {"onnx": str(Path(student.onnx_path).resolve())} if student.is_onnx else {}
+    return Artifact(format="onnx" if student.is_onnx else "torch", folder=".", files=files,
+                    source_spec=student.spec, input_names=student.input_names,
+                    source_weights=str(Path(student.weights).resolve()) if student.weights else None)
+
+
+def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
+    from .stages.bench import BenchSettings, BenchStage
+    from .stages.calibrate import CalibrateStage
+    from .stages.compile import CompileStage
+    from .stages.export import ExportStage
+    from .stages.prune import PruneStage
+    from .stages.qad import QadStage
+    from .stages.source import SourceStage
+
+    stages: list = [SourceStage(opset=target.opset)]
+    if cfg.prune > 0:
+        stages.append(PruneStage(ratio=cfg.prune, round_to=target.round_to, protect=cfg.protect))
+    if cfg.quant in ("static", "qad"):
+        stages.append(CalibrateStage(method=cfg.calib, opset=target.opset))
+    if cfg.quant == "qad":
+        stages.append(QadStage(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
+                               batch_size=cfg.batch_size, method=cfg.calib, recover=cfg.prune > 0,
+                               opset=target.opset))
+    stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset))
+    stages.append(CompileStage(ort_format=target.ort_format))
+    stages.append(BenchStage(BenchSettings(**target.bench.model_dump())))
+    return stages
+
+
+def publish(cfg: CompressConfig, target, final: Artifact, ctx: Context, student) -> dict[str, Any]:
+    """Assemble OUT/<target>/ atomically from the compile and bench stages."""
+    import json
+
+    folders = {h.name: ctx.work / h.folder for h in final.history}
+    measurements = json.loads((folders["bench"] / "measurements.json").read_text())
+    report = build_report(final, measurements, target.name)
+    compiled = Artifact.load(folders["compile"])
+    with atomic_dir(cfg.out / target.name, replace=True) as tmp:
+        for role, name in compiled.files.items():
+            shutil.copyfile(folders["compile"] / name, tmp / name)
+        write_report(tmp, report)
+        write_manifest(tmp, cfg, target, compiled, ctx, student, folders["source"] / "fp32.onnx")
+    return report

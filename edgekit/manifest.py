@@ -1,0 +1,63 @@
+"""manifest.json: what an app developer needs (I/O, preprocessing, labels) and what reproduces it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .fsutil import sha256_file, write_json
+
+MANIFEST = "manifest.json"
+PACKAGES = ("edgekit", "torch", "onnx", "onnxruntime", "torch-pruning", "numpy", "transformers")
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def io_spec(onnx_path: Path) -> dict[str, list[dict[str, Any]]]:
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+
+    def describe(values):
+        return [{"name": v.name,
+                 "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+                 "shape": [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]}
+                for v in values if v.name not in inits]
+    return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
+
+
+def write_manifest(folder: Path, cfg, target, compiled, ctx, student, baseline: Path) -> None:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
+    data = ctx.splits.train
+    manifest = {
+        "format": "edgekit-artifact/1",
+        "target": target.model_dump(),
+        **io_spec(folder / "model.onnx"),
+        "preprocessing": data.preprocess,
+        "labels": data.label_names,
+        "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
+        "baseline": os.path.relpath(baseline, folder),
+        "inputs_hash": {
+            "model": student.spec,
+            "weights_sha256": sha256_file(student.weights) if student.weights else None,
+            "onnx_sha256": sha256_file(student.onnx_path) if student.is_onnx else None,
+            "data": {name: getattr(ctx.splits, name).fingerprint() for name in ("train", "calib", "eval")},
+        },
+        "splits": ctx.splits.summary(),
+        "settings": cfg.model_dump(mode="json", exclude={"force", "resume"}),
+        "versions": tool_versions(),
+        "stages": [h.name for h in compiled.history],
+    }
+    write_json(folder / MANIFEST, manifest)

@@ -1,0 +1,74 @@
+"""Size, compute and fidelity measures shared by stages, bench and inspect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def count_params(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def onnx_params_and_macs(path: Path) -> tuple[int, int]:
+    """Weights and multiply-accumulates per sample of Conv/Gemm/MatMul, from ONNX shapes.
+
+    Counted on the graph so torch models, pruned models and user ONNX files are
+    measured the same way; symbolic dimensions (batch) count as 1.
+    """
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = shape_inference.infer_shapes(onnx.load(str(path)))
+    graph = model.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    shapes = {}
+    for vi in list(graph.value_info) + list(graph.output) + list(graph.input):
+        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
+        shapes[vi.name] = dims
+    qparams = {t for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") for t in n.input[1:]}
+    params = sum(int(a.size) for name, a in inits.items() if a.ndim >= 1 and a.size > 1 and name not in qparams)
+    macs = 0
+    producer = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        out = shapes.get(node.output[0])
+        if out is None:
+            continue
+        if node.op_type in ("Conv", "QLinearConv", "ConvInteger"):
+            w = _weight_shape(node, inits, producer, shapes, 3 if node.op_type == "QLinearConv" else 1)
+            if w is not None:
+                macs += int(np.prod(out)) * int(np.prod(w[1:]))
+        elif node.op_type in ("Gemm", "MatMul", "MatMulInteger", "QGemm"):
+            a = shapes.get(node.input[0])
+            if a:
+                macs += int(np.prod(out)) * int(a[-1])
+    return int(params), int(macs)
+
+
+def _weight_shape(node, inits, producer, shapes, index):
+    name = node.input[index]
+    if name in inits:
+        return inits[name].shape
+    src = producer.get(name)
+    if src is not None and src.op_type == "DequantizeLinear" and src.input[0] in inits:
+        return inits[src.input[0]].shape
+    return shapes.get(name)
+
+
+def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a.argmax(-1) == b.argmax(-1)).mean())
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    num = (a * b).sum(1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12
+    return float((num / den).mean())
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if labels is None:
+        return None
+    return float((logits.argmax(-1) == labels).mean() * 100)

@@ -1,0 +1,1 @@
+"""Fake quantization for QAD: STE, observers, BN folding, prepare/convert."""

@@ -1,0 +1,69 @@
+"""Validated settings of `compress`; the CLI and the Python API both build one of these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import InputError
+
+
+class CompressConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    data: str
+    target: str = "arm64"
+    out: Path
+    weights: str | None = None
+    teacher: str | None = None
+    teacher_weights: str | None = None
+    eval_data: str | None = None
+    prune: float = 0.0
+    protect: list[str] = []
+    quant: Literal["qad", "static", "dynamic", "none"] = "qad"
+    calib: Literal["minmax", "percentile", "entropy"] = "minmax"
+    epochs: int = Field(6, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
+    batch_size: int = Field(64, ge=1)
+    split: str = "0.7,0.1,0.2"
+    seed: int = 0
+    force: bool = False
+    resume: bool = False
+
+    @field_validator("prune")
+    @classmethod
+    def _ratio(cls, v: float) -> float:
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"--prune {v} is outside [0, 1); give a fraction of channels such as 0.5")
+        return v
+
+
+def make_config(**options) -> CompressConfig:
+    """Build a config, turning validation errors into one-line InputErrors."""
+    try:
+        return CompressConfig(**options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InputError(f"{name}: {msg}" if not msg.startswith("--") else msg) from exc
+
+
+def load_recipe(path: Path) -> dict:
+    """Settings from a YAML recipe; unknown keys are reported when the config is built."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"recipe {path} does not exist; check --recipe")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"recipe {path} is not valid YAML ({' '.join(str(exc).split())[:120]}); fix its syntax") from exc
+    if not isinstance(raw, dict):
+        raise InputError(f"recipe {path} must be a mapping of compress settings")
+    return raw

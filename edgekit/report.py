@@ -1,0 +1,86 @@
+"""report.json, report.md and a plot of accuracy vs latency vs size across FP32 -> pruned -> INT8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .artifact import Artifact
+from .fsutil import write_json, write_text
+
+
+def build_report(artifact: Artifact, measurements: dict[str, Any], target: str) -> dict[str, Any]:
+    stages = [{"name": h.name, "folder": h.folder, "seconds": h.seconds, "settings": h.settings,
+               "metrics": {k: v for k, v in h.metrics.items() if k != "models"}}
+              for h in artifact.history]
+    report: dict[str, Any] = {"target": target, "stages": stages}
+    for label, values in measurements.items():
+        report[label] = {**values, "stages": [h.name for h in artifact.history] if label == "final" else []}
+    fp32, final = report["fp32"], report["final"]
+    report["ratios"] = {
+        "size": final["size_bytes"] / fp32["size_bytes"],
+        "latency_p50": final["latency_ms"]["p50"] / fp32["latency_ms"]["p50"],
+        "speedup_p50": fp32["latency_ms"]["p50"] / final["latency_ms"]["p50"],
+        "accuracy_drop": (fp32["accuracy"] - final["accuracy"])
+        if fp32["accuracy"] is not None and final["accuracy"] is not None else None,
+    }
+    return report
+
+
+def write_report(folder: Path, report: dict[str, Any]) -> None:
+    write_json(folder / "report.json", report)
+    write_text(folder / "report.md", render_markdown(report))
+    plot(report, folder / "report.png")
+
+
+def _fmt(value, spec: str = ".2f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    labels = [k for k in ("fp32", "pruned", "final") if k in report]
+    lines = [f"# edgekit report — target `{report['target']}`", "",
+             "| model | size (KiB) | params | MMACs | p50 ms | p90 ms | p99 ms | accuracy % | agreement | cosine |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label in labels:
+        m = report[label]
+        lat = m["latency_ms"]
+        lines.append(
+            f"| {label} | {m['size_bytes'] / 1024:.1f} | {m['params']:,} | {m['macs'] / 1e6:.2f} | "
+            f"{lat['p50']:.3f} | {lat['p90']:.3f} | {lat['p99']:.3f} | {_fmt(m['accuracy'])} | "
+            f"{_fmt(m['agreement'], '.4f')} | {_fmt(m['cosine'], '.4f')} |")
+    r = report["ratios"]
+    lines += ["", f"Final vs FP32: size ×{r['size']:.3f}, speed-up ×{r['speedup_p50']:.2f} (p50), "
+                  f"accuracy drop {_fmt(r['accuracy_drop'])} points.", "", "## Stages", ""]
+    for stage in report["stages"]:
+        lines += [f"### {stage['folder']} ({stage['seconds']:.1f} s)", "", "| metric | value |", "|---|---|"]
+        for key, value in stage["metrics"].items():
+            if isinstance(value, (int, float, str)) or value is None:
+                lines.append(f"| {key} | {_fmt(value, '.4g') if isinstance(value, float) else value} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [k for k in ("fp32", "pruned", "final") if k in report]
+    lat = [report[k]["latency_ms"]["p50"] for k in labels]
+    size = [report[k]["size_bytes"] / 1024 for k in labels]
+    quality = [report[k]["accuracy"] if report[k]["accuracy"] is not None else 100 * (report[k]["agreement"] or 0)
+               for k in labels]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(lat, quality, "-", color="0.7", zorder=1)
+    ax.scatter(lat, quality, s=[max(30, s / max(size) * 600) for s in size], zorder=2, alpha=0.7)
+    for x, y, label, s in zip(lat, quality, labels, size):
+        ax.annotate(f"{label}\n{s:.0f} KiB", (x, y), textcoords="offset points", xytext=(8, 4), fontsize=8)
+    ax.set_xlabel("latency p50 (ms, batch 1)")
+    ax.set_ylabel("accuracy (%)" if report["fp32"]["accuracy"] is not None else "top-1 agreement (%)")
+    ax.set_title(f"edgekit — {report['target']} (marker area ∝ size)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""One module per pipeline stage; each turns one artifact into the next."""

@@ -1,0 +1,103 @@
+"""Benchmark on the host with ONNX Runtime: latency, size, compute and fidelity per model.
+
+The FP32 baseline and every compressed form are measured in the same run,
+each in its own process (batch 1, warm-up, then timed runs).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifact import Artifact
+from ..backends import ort as ort_backend
+from ..errors import StageError
+from ..metrics import accuracy, mean_cosine, onnx_params_and_macs, top1_agreement
+from ..progress import console
+
+
+@dataclass
+class BenchSettings:
+    warmup: int = 10
+    runs: int = 100
+    threads: int = 1
+
+
+def latency(path: Path, feed: dict[str, np.ndarray], settings: BenchSettings) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
+        inputs = Path(tmp) / "inputs.npz"
+        np.savez(inputs, **feed)
+        cmd = [sys.executable, "-m", "edgekit.latency", str(path), str(inputs),
+               str(settings.warmup), str(settings.runs), str(settings.threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise StageError(f"timing {path} failed: {proc.stderr.strip().splitlines()[-1][:200]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_model(path: Path, samples, input_names: list[str], reference: np.ndarray | None,
+                  settings: BenchSettings) -> dict[str, Any]:
+    """Everything report.json holds for one model file."""
+    outputs = ort_backend.run_model(path, samples, input_names, settings.threads)
+    first, _ = next(samples.batches(1))
+    params, macs = onnx_params_and_macs(path)
+    timing = latency(path, {n: first[n] for n in input_names}, settings)
+    result = {
+        "file": Path(path).name, "size_bytes": Path(path).stat().st_size, "params": params, "macs": macs,
+        "latency_ms": {k: timing[k] for k in ("p50", "p90", "p99", "mean")},
+        "peak_memory_bytes": timing["peak_rss_bytes"], "session_memory_bytes": timing["session_memory_bytes"],
+        "accuracy": accuracy(outputs, samples.labels), "agreement": None, "cosine": None,
+        "eval_samples": len(samples),
+    }
+    if reference is not None:
+        result["agreement"] = top1_agreement(outputs, reference)
+        result["cosine"] = mean_cosine(outputs, reference)
+    return result
+
+
+@dataclass
+class BenchStage:
+    settings_: BenchSettings
+    name: str = "bench"
+    accepts: tuple[str, ...] = ("ort",)
+
+    def settings(self) -> dict[str, Any]:
+        return vars(self.settings_)
+
+    def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
+        from .fidelity import teacher_outputs
+
+        names = artifact.input_names
+        reference = ctx.cache.get("reference_eval")
+        if reference is None and ctx.teacher is not None:
+            reference = teacher_outputs(ctx, names)
+        models = models_to_measure(ctx.work, artifact)
+        results = {}
+        for label, path in models.items():
+            console.log(f"  measuring {label} ({path.name}) …")
+            results[label] = measure_model(path, ctx.splits.eval, names, reference, self.settings_)
+        (out / "measurements.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        brief = {f"{k}_p50_ms": v["latency_ms"]["p50"] for k, v in results.items()}
+        return artifact.derive(out, "ort", {"measurements": "measurements.json"}), {**brief, "models": results}
+
+
+def models_to_measure(work: Path, artifact: Artifact) -> dict[str, Path]:
+    """fp32 (baseline), pruned FP32 (recovered by distillation when QAD ran), and the final model."""
+    folders = {h.name: work / h.folder for h in artifact.history}
+    models = {"fp32": folders["source"] / "fp32.onnx"}
+    if "prune" in folders:
+        recovered = folders.get("qad", work / "none") / "pruned_fp32.onnx"
+        calibrated = folders.get("calibrate", work / "none") / "model.onnx"
+        for candidate in (recovered, calibrated):
+            if candidate.is_file():
+                models["pruned"] = candidate
+                break
+    models["final"] = Path(artifact.folder) / artifact.files["onnx"]
+    return models

@@ -1,0 +1,68 @@
+"""Static INT8 calibration: activation ranges over the calibration split, on the ONNX graph.
+
+Ranges are taken on the same (pre-processed) ONNX graph that is quantized
+later, so tensor names match exactly; QAD reads them to start its training.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..artifact import Artifact
+from ..backends import ort as ort_backend
+from ..errors import InputError
+from ..fsutil import write_json
+from ..onnx_export import export_onnx
+from ..torch_artifact import example_inputs, materialize
+
+MODEL = "model.onnx"
+RANGES = "ranges.json"
+
+
+@dataclass
+class CalibrateStage:
+    method: str = "minmax"
+    opset: int = 17
+    name: str = "calibrate"
+    accepts: tuple[str, ...] = ("torch", "onnx")
+
+    def __post_init__(self) -> None:
+        if self.method not in ort_backend.CALIB_METHODS:
+            raise InputError(f"--calib {self.method} is unknown; choose one of {', '.join(ort_backend.CALIB_METHODS)}")
+
+    def settings(self) -> dict[str, Any]:
+        return {"method": self.method, "opset": self.opset}
+
+    def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
+        files = fp32_graph(ctx, artifact, out, self.opset)
+        ranges = ort_backend.calibrate(out / MODEL, ctx.splits.calib, artifact.input_names, self.method, out)
+        (out / "augmented.onnx").unlink(missing_ok=True)
+        write_json(out / RANGES, ranges)
+        files["ranges"] = RANGES
+        spans = [hi - lo for lo, hi in ranges.values()]
+        return artifact.derive(out, "onnx", files), {
+            "samples": len(ctx.splits.calib), "tensors": len(ranges), "method": self.method,
+            "widest_range": max(spans) if spans else 0.0}
+
+
+def fp32_graph(ctx, artifact: Artifact, out: Path, opset: int) -> dict[str, str]:
+    """Write the pre-processed FP32 ONNX of the artifact to out/model.onnx; keep torch files."""
+    files: dict[str, str] = {}
+    raw = out / "raw.onnx"
+    if artifact.format == "torch":
+        example = example_inputs(ctx.splits, artifact.input_names)
+        export_onnx(materialize(artifact, example), example, artifact.input_names, raw, opset)
+        for role in ("plan", "weights"):
+            if artifact.has(role) and artifact.path(role).resolve() != (out / artifact.files[role]).resolve():
+                shutil.copyfile(artifact.path(role), out / artifact.files[role])
+            if artifact.has(role):
+                files[role] = artifact.files[role]
+    else:
+        shutil.copyfile(artifact.path("onnx"), raw)
+    ort_backend.preprocess(raw, out / MODEL)
+    raw.unlink()
+    files["onnx"] = MODEL
+    return files

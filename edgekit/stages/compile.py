@@ -1,0 +1,31 @@
+"""Compile for an ONNX Runtime target: QDQ ONNX, ORT format, and the required-operators config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..artifact import Artifact
+from ..backends import ort as ort_backend
+from ..onnx_compact import compact_names
+
+
+@dataclass
+class CompileStage:
+    ort_format: bool = True
+    name: str = "compile"
+    accepts: tuple[str, ...] = ("onnx-qdq", "onnx-dynamic", "onnx")
+
+    def settings(self) -> dict[str, Any]:
+        return {"ort_format": self.ort_format, "optimization_style": "Fixed"}
+
+    def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
+        compact_names(artifact.path("onnx"), out / "model.onnx")
+        files = {"onnx": "model.onnx"}
+        metrics: dict[str, Any] = {"onnx_bytes": (out / "model.onnx").stat().st_size}
+        if self.ort_format:
+            ort_file, config = ort_backend.convert_to_ort(out / "model.onnx", out)
+            files.update({"ort": ort_file.name, "ops_config": config.name})
+            metrics["ort_bytes"] = ort_file.stat().st_size
+        return artifact.derive(out, "ort", files), metrics

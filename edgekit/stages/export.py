@@ -1,0 +1,59 @@
+"""Export: the INT8 ONNX graph in the form the target's runtime fuses into integer kernels."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..artifact import Artifact
+from ..backends import ort as ort_backend
+from ..errors import InputError
+from .calibrate import fp32_graph
+
+MODEL = "model.onnx"
+QUANT_MODES = ("static", "qad", "dynamic", "none")
+
+
+@dataclass
+class ExportStage:
+    quant: str = "static"
+    method: str = "minmax"
+    opset: int = 17
+    name: str = "export"
+    accepts: tuple[str, ...] = ("torch", "onnx")
+
+    def __post_init__(self) -> None:
+        if self.quant not in QUANT_MODES:
+            raise InputError(f"--quant {self.quant} is unknown; choose one of {', '.join(QUANT_MODES)}")
+
+    def settings(self) -> dict[str, Any]:
+        return {"quant": self.quant, "method": self.method, "opset": self.opset, "preset": "ort-u8s8"}
+
+    def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
+        if self.quant in ("static", "qad"):
+            if not artifact.has("ranges"):
+                raise InputError("static INT8 export needs calibration ranges; run the calibrate stage first")
+            ranges = json.loads(artifact.path("ranges").read_text())
+            ort_backend.quantize_qdq(artifact.path("onnx"), out / MODEL, ranges, self.method)
+            fmt = "onnx-qdq"
+        else:
+            if artifact.has("onnx"):
+                src = artifact.path("onnx")
+            else:
+                (out / "_fp32").mkdir()
+                fp32_graph(ctx, artifact, out / "_fp32", self.opset)
+                src = out / "_fp32" / MODEL
+            if self.quant == "dynamic":
+                ort_backend.quantize_dynamic(src, out / MODEL)
+                fmt = "onnx-dynamic"
+            else:
+                shutil.copyfile(src, out / MODEL)
+                fmt = "onnx"
+            shutil.rmtree(out / "_fp32", ignore_errors=True)
+        counts = ort_backend.optimized_op_counts(out / MODEL)
+        metrics = {"integer_kernels": ort_backend.integer_kernels(counts),
+                   "optimized_ops": dict(sorted(counts.items())), "quant": self.quant}
+        return artifact.derive(out, fmt, {"onnx": MODEL}), metrics

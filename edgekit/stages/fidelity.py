@@ -1,0 +1,37 @@
+"""Fidelity of a torch model against the FP32 teacher on the evaluation split."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..metrics import accuracy, mean_cosine, top1_agreement
+
+
+def torch_outputs(model, samples, input_names: list[str], batch_size: int = 256) -> np.ndarray:
+    outs = []
+    model.eval()
+    with torch.no_grad():
+        for inputs, _ in samples.batches(batch_size):
+            outs.append(model(*(torch.from_numpy(inputs[n]) for n in input_names)).numpy())
+    return np.concatenate(outs) if samples.batchable else np.stack(outs)
+
+
+def teacher_outputs(ctx, input_names: list[str]) -> np.ndarray:
+    """Teacher logits on the eval split, computed once per run."""
+    if "teacher_eval" not in ctx.cache:
+        ctx.cache["teacher_eval"] = torch_outputs(ctx.teacher, ctx.splits.eval, input_names)
+    return ctx.cache["teacher_eval"]
+
+
+def fidelity(outputs: np.ndarray, ctx, input_names: list[str]) -> dict[str, float | None]:
+    reference = ctx.cache.get("reference_eval")
+    if reference is None:
+        reference = teacher_outputs(ctx, input_names)
+    return {"accuracy": accuracy(outputs, ctx.splits.eval.labels),
+            "agreement": top1_agreement(outputs, reference),
+            "cosine": mean_cosine(outputs, reference)}
+
+
+def torch_fidelity(model, ctx, input_names: list[str]) -> dict[str, float | None]:
+    return fidelity(torch_outputs(model, ctx.splits.eval, input_names), ctx, input_names)

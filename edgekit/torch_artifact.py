@@ -1,0 +1,56 @@
+"""Save and rebuild torch artifacts as source spec + JSON pruning plan + safetensors.
+
+A pickled nn.Module would run arbitrary code on load and break on refactors;
+a plan re-applied to a fresh build of the student avoids both.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .artifact import Artifact
+from .models import load_model
+from .models.loader import load_weights_into
+
+WEIGHTS = "weights.safetensors"
+PLAN = "plan.json"
+
+
+def example_inputs(ctx_splits, input_names: list[str]) -> tuple[torch.Tensor, ...]:
+    """One calibration sample as torch tensors, in the model's input order."""
+    inputs, _ = next(ctx_splits.calib.batches(1))
+    return tuple(torch.from_numpy(inputs[n]) for n in input_names)
+
+
+def materialize(artifact: Artifact, example: tuple[torch.Tensor, ...]) -> nn.Module:
+    """Rebuild the module an artifact describes: fresh build, plan, BN folding, weights."""
+    model = load_model(artifact.source_spec, artifact.source_weights).module
+    if artifact.has("plan"):
+        apply_plan(model, json.loads(artifact.path("plan").read_text()), example)
+    if artifact.bn_folded:
+        from .quant.bn_fold import fold_batchnorm
+
+        fold_batchnorm(model, example)
+    if artifact.has("weights"):
+        load_weights_into(model, artifact.path("weights"))
+    return model.eval()
+
+
+def apply_plan(model: nn.Module, plan: dict, example: tuple[torch.Tensor, ...]) -> None:
+    import torch_pruning as tp
+
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=list(example), verbose=False)
+    history = [(name, bool(out), list(idx)) for name, out, idx in plan["history"]]
+    graph.load_pruning_history(history)
+
+
+def save_weights(model: nn.Module, folder: Path) -> str:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(Path(folder) / WEIGHTS), metadata={"format": "pt"})
+    return WEIGHTS
