@@ -24,10 +24,10 @@ def command(
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
 ) -> None:
     from ..api import compress
-    from ..models.example import DEMO_RECIPE
+    from ..models.example import demo_recipe
 
     start(as_json)
-    report = compress(**DEMO_RECIPE, out=out, target=target, force=force)
+    report = compress(**{**demo_recipe(), "out": out, "target": target, "force": force})
     if as_json:
         emit_json(report)
         return

@@ -19,9 +19,14 @@ WIDTHS = {"mnist-teacher": (32, 64, 128), "mnist-student": (16, 32, 64)}
 CACHE_VERSION = "v1"
 SPLIT = (0.7, 0.1, 0.2)
 SEED = 0
-# What `edgekit demo` runs: the student pruned 50%, QAD against its FP32 self, INT8.
-DEMO_RECIPE = {"model": "example:mnist-student", "data": "example:mnist", "prune": 0.5, "quant": "qad",
-               "epochs": 10, "lr": 3e-3, "alpha": 0.3, "split": "0.7,0.1,0.2", "seed": SEED}
+
+
+def demo_recipe() -> dict:
+    """What `edgekit demo` runs: calibration/mnist-demo.yaml, shipped with the package."""
+    from ..recipe import load_recipe
+    from ..resources import data_dir
+
+    return load_recipe(data_dir("calibration") / "mnist-demo.yaml")
 
 
 class ConvBN(nn.Sequential):

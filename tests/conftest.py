@@ -1,0 +1,65 @@
+"""Shared fixtures: real digits data on disk, a trained tiny residual CNN, an isolated model cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+sys.path.insert(0, str(TESTS))
+os.environ.setdefault("EDGEKIT_CACHE", str(ROOT / ".pytest_cache" / "edgekit-cache"))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's 1,797 real 8x8 handwritten digits, normalised, NCHW float32."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images.astype(np.float32) / 16.0 - 0.3)[:, None]
+    return x, digits.target.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def digits_npz(tmp_path_factory) -> Path:
+    x, y = digits_arrays()
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """TinyResNet trained for a few epochs on the digits (seconds), saved as safetensors."""
+    import torch
+    from safetensors.torch import save_file
+
+    from edgekit.training import TrainConfig, distill
+    from tiny_models import resnet_tiny
+
+    x, y = digits_arrays()
+    model = resnet_tiny()
+    cfg = TrainConfig(epochs=4, lr=3e-3, batch_size=64, seed=0)
+
+    def batches(epoch):
+        order = np.random.default_rng(epoch).permutation(len(x))
+        for s in range(0, len(x), cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            yield (torch.from_numpy(x[idx]),), torch.from_numpy(y[idx])
+
+    distill(model, None, batches, cfg)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real `edgekit` entry point in a child process."""
+    return subprocess.run([sys.executable, "-m", "edgekit", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=os.environ.copy())
