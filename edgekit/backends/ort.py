@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import subprocess
+import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -139,24 +141,40 @@ def integer_kernels(counts: Counter) -> int:
 
 def convert_to_ort(model: Path, out_dir: Path) -> tuple[Path, Path]:
     """ORT format (Fixed optimization style: the Runtime style ran 6x slower for QDQ on CPU)
-    plus the required-operators config for reduced-size ORT builds."""
-    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+    plus the required-operators config for reduced-size ORT builds.
 
+    ORT's serializer orders some tables by a hash seeded from memory
+    addresses, so the conversion runs in a child process with address-space
+    randomization off: the same model then gives the same bytes.
+    """
     with tempfile.TemporaryDirectory(prefix="edgekit-ort-") as tmp:
         src = Path(tmp) / model.name
         src.write_bytes(model.read_bytes())
-        with _quiet():
-            convert_onnx_models_to_ort(Path(tmp), output_dir=Path(tmp) / "out",
-                                       optimization_styles=[OptimizationStyle.Fixed])
-        produced = Path(tmp) / "out"
-        ort_file = next(produced.glob("*.ort"))
-        config = next(produced.glob("*.config"))
+        cmd = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(tmp),
+               "--optimization_style", "Fixed"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_no_aslr, timeout=1800)
+        ort_files = list(Path(tmp).glob("*.ort"))
+        configs = list(Path(tmp).glob("*.config"))
+        if proc.returncode != 0 or not ort_files or not configs:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise StageError(f"ORT format conversion of {model.name} failed: {tail[0][:200]}")
         out_dir.mkdir(parents=True, exist_ok=True)
         ort_dst = out_dir / (model.stem + ".ort")
         cfg_dst = out_dir / "required_operators.config"
-        ort_dst.write_bytes(ort_file.read_bytes())
-        cfg_dst.write_text(_strip_paths(config.read_text()))
+        ort_dst.write_bytes(ort_files[0].read_bytes())
+        cfg_dst.write_text(_strip_paths(configs[0].read_text()))
     return ort_dst, cfg_dst
+
+
+def _no_aslr() -> None:
+    """Runs in the child before exec: personality(ADDR_NO_RANDOMIZE) on Linux, else nothing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.personality(0x0040000)
+    except (OSError, AttributeError):
+        pass
 
 
 def _strip_paths(config: str) -> str:

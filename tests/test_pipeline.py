@@ -1,0 +1,125 @@
+"""End to end on a real residual CNN and real digits: every stage runs, nothing is faked."""
+
+import json
+
+import onnx
+import pytest
+
+from edgekit.api import compress
+from edgekit.backends.ort import integer_kernels, optimized_op_counts
+from edgekit.errors import OutputExistsError
+from edgekit.fsutil import sha256_file
+
+TINY = "tiny_models:resnet_tiny"
+
+
+def _run(out, digits_npz, tiny_weights, **extra):
+    options = dict(model=TINY, weights=str(tiny_weights), data=str(digits_npz), target="x86-64", out=out,
+                   prune=0.5, quant="static", epochs=2, batch_size=64)
+    options.update(extra)
+    return compress(**options)
+
+
+@pytest.fixture(scope="module")
+def static_run(tmp_path_factory, digits_npz, tiny_weights):
+    out = tmp_path_factory.mktemp("static") / "build"
+    return out, _run(out, digits_npz, tiny_weights)
+
+
+def test_report_has_required_fields(static_run):
+    out, report = static_run
+    for key in ("fp32", "final"):
+        entry = report[key]
+        assert entry["size_bytes"] > 0 and set(entry["latency_ms"]) >= {"p50", "p90", "p99"}
+        assert entry["accuracy"] is not None and 0 <= entry["agreement"] <= 1
+        assert isinstance(entry["stages"], list)
+    assert report["final"]["stages"] == ["source", "prune", "calibrate", "export", "compile", "bench"]
+    on_disk = json.loads((out / "x86-64" / "report.json").read_text())
+    assert on_disk["final"]["size_bytes"] == report["final"]["size_bytes"]
+    assert (out / "x86-64" / "report.png").stat().st_size > 1000
+    assert "| final |" in (out / "x86-64" / "report.md").read_text()
+
+
+def test_output_files_and_manifest_hashes(static_run):
+    out, _ = static_run
+    folder = out / "x86-64"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {"model.onnx", "model.ort", "required_operators.config", "report.json"} <= set(manifest["files"])
+    for name, entry in manifest["files"].items():
+        assert sha256_file(folder / name) == entry["sha256"], name
+    assert manifest["inputs"][0]["name"] == "x" and manifest["inputs"][0]["dtype"] == "float32"
+    assert manifest["settings"]["prune"] == 0.5 and "onnxruntime" in manifest["versions"]
+    assert set(manifest["inputs_hash"]["data"]) == {"train", "calib", "eval"}
+    assert "ai.onnx" in (folder / "required_operators.config").read_text()
+
+
+def test_int8_graph_fuses_into_integer_kernels(static_run):
+    """Every conv runs as QLinearConv and both residual adds as QLinearAdd in ORT's optimized graph."""
+    out, _ = static_run
+    fp32 = onnx.load(str(out / "work" / "01-source" / "fp32.onnx"))
+    convs = sum(n.op_type == "Conv" for n in fp32.graph.node)
+    adds = sum(n.op_type == "Add" for n in fp32.graph.node)
+    counts = optimized_op_counts(out / "x86-64" / "model.onnx")
+    assert counts["QLinearConv"] == convs and counts["QLinearAdd"] == adds
+    assert counts["Conv"] == 0 and integer_kernels(counts) >= convs + adds
+
+
+def test_pruned_int8_is_smaller(static_run):
+    _, report = static_run
+    assert report["final"]["size_bytes"] < report["fp32"]["size_bytes"] / 6
+    assert report["final"]["macs"] < report["fp32"]["macs"] * 0.5
+
+
+def test_qad_recovers_what_pruning_and_rounding_lost(tmp_path, digits_npz, tiny_weights):
+    report = _run(tmp_path / "qad", digits_npz, tiny_weights, quant="qad", epochs=6)
+    qad = next(s for s in report["stages"] if s["name"] == "qad")["metrics"]
+    prune = next(s for s in report["stages"] if s["name"] == "prune")["metrics"]
+    assert report["final"]["agreement"] > 0.9 > prune["agreement"]
+    assert abs(qad["fakequant_agreement"] - report["final"]["agreement"]) < 0.03
+    assert set(qad["loss_history"][-1]) >= {"kd", "task", "total"}
+
+
+def test_existing_output_is_refused_without_force(static_run, digits_npz, tiny_weights):
+    out, _ = static_run
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(OutputExistsError, match="--force"):
+        _run(out, digits_npz, tiny_weights)
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_resume_reuses_finished_stages(static_run, digits_npz, tiny_weights):
+    out, _ = static_run
+    work = out / "work"
+    stamps = {p.name: (p / "artifact.json").stat().st_mtime_ns for p in work.iterdir()}
+    _run(out, digits_npz, tiny_weights, resume=True)
+    assert {p.name: (p / "artifact.json").stat().st_mtime_ns for p in work.iterdir()} == stamps
+
+
+def test_changed_setting_reruns_from_that_stage(tmp_path, static_run, digits_npz, tiny_weights):
+    out, _ = static_run
+    work = out / "work"
+    source_stamp = (work / "01-source" / "artifact.json").stat().st_mtime_ns
+    calib_stamp = (work / "03-calibrate" / "artifact.json").stat().st_mtime_ns
+    _run(out, digits_npz, tiny_weights, resume=True, calib="percentile")
+    assert (work / "01-source" / "artifact.json").stat().st_mtime_ns == source_stamp
+    assert (work / "03-calibrate" / "artifact.json").stat().st_mtime_ns != calib_stamp
+
+
+@pytest.mark.parametrize("quant", ["qad", "static"])
+def test_same_inputs_and_seed_give_identical_bytes(tmp_path, digits_npz, tiny_weights, quant):
+    a = _run(tmp_path / "a", digits_npz, tiny_weights, quant=quant)
+    b = _run(tmp_path / "b", digits_npz, tiny_weights, quant=quant)
+    for name in ("model.onnx", "model.ort", "required_operators.config"):
+        assert sha256_file(tmp_path / "a" / "x86-64" / name) == sha256_file(tmp_path / "b" / "x86-64" / name)
+    assert a["final"]["accuracy"] == b["final"]["accuracy"]
+
+
+def test_dynamic_and_onnx_input_paths(tmp_path, digits_npz, tiny_weights, static_run):
+    out, _ = static_run
+    report = _run(tmp_path / "dyn", digits_npz, tiny_weights, quant="dynamic", prune=0.0)
+    assert report["final"]["agreement"] > 0.9
+    onnx_report = compress(model=str(out / "work" / "01-source" / "fp32.onnx"), data=str(digits_npz),
+                           target="arm64", out=tmp_path / "onnx", quant="static")
+    assert onnx_report["final"]["stages"] == ["source", "calibrate", "export", "compile", "bench"]
+    assert onnx_report["final"]["agreement"] > 0.9
+    assert onnx_report["final"]["size_bytes"] < onnx_report["fp32"]["size_bytes"] / 3
