@@ -7,15 +7,31 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, OutputExistsError
-from .recipe import CompressConfig, make_config
+from .recipe import make_config
 
 
-def compress(**options: Any) -> dict[str, Any]:
-    """Run prune -> calibrate -> QAD -> export -> compile -> bench; return report.json's content."""
+def compress(model: Any = None, data: Any = None, **options: Any) -> dict[str, Any]:
+    """Run prune -> calibrate -> QAD -> export -> compile -> bench; return report.json's content.
+
+    `model` is a spec (path, `package.module:factory`, `example:NAME`) or an nn.Module;
+    `data` is a spec, a dict of arrays, an (x, y) pair, or an iterable of batches.
+    `teacher` may also be an nn.Module. Other options are those of `edgekit compress`.
+    """
     from .compress_run import run_compress
+    from .memory import register_data, register_model
 
-    cfg = options if isinstance(options, CompressConfig) else make_config(**options)
-    return run_compress(cfg)
+    if model is not None and not isinstance(model, (str, Path)):
+        model = register_model(model)
+    if data is not None and not isinstance(data, (str, Path)):
+        data = register_data(data)
+    teacher = options.get("teacher")
+    if teacher is not None and not isinstance(teacher, (str, Path)):
+        options["teacher"] = register_model(teacher)
+    if model is not None:
+        options["model"] = str(model)
+    if data is not None:
+        options["data"] = str(data)
+    return run_compress(make_config(**options))
 
 
 def check_out_dir(out: Path, force: bool, resume: bool) -> None:

@@ -23,7 +23,7 @@ def run_inspect(spec: str, weights: str | None, data: str | None,
         from .onnx_export import export_onnx
 
         path = export_onnx(model.module, example, model.input_names, Path(tmp) / "m.onnx")
-        _, macs = onnx_params_and_macs(path)
+        _, macs = onnx_params_and_macs(path, {n: tuple(t.shape) for n, t in zip(model.input_names, example)})
     from .metrics import count_params
 
     return {"model": spec, "format": "torch", "params": count_params(model.module), "macs": macs,

@@ -11,16 +11,26 @@ def count_params(model) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def onnx_params_and_macs(path: Path) -> tuple[int, int]:
+def onnx_params_and_macs(path: Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[int, int]:
     """Weights and multiply-accumulates per sample of Conv/Gemm/MatMul, from ONNX shapes.
 
     Counted on the graph so torch models, pruned models and user ONNX files are
-    measured the same way; symbolic dimensions (batch) count as 1.
+    measured the same way. Inputs are pinned to `input_shapes` (a real sample)
+    so that padding computed at run time still gives concrete shapes; dimensions
+    that stay symbolic count as 1.
     """
     import onnx
-    from onnx import numpy_helper, shape_inference
+    from onnx import numpy_helper
 
-    model = shape_inference.infer_shapes(onnx.load(str(path)))
+    model = onnx.load(str(path))
+    for value in model.graph.input:
+        shape = (input_shapes or {}).get(value.name)
+        dims = value.type.tensor_type.shape.dim
+        if shape is not None and len(shape) == len(dims):
+            for dim, size in zip(dims, shape):
+                dim.Clear()
+                dim.dim_value = int(size)
+    model = _infer_shapes(model)
     graph = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     shapes = {}
@@ -54,6 +64,19 @@ def _weight_shape(node, inits, producer, shapes, index):
     if src is not None and src.op_type == "DequantizeLinear" and src.input[0] in inits:
         return inits[src.input[0]].shape
     return shapes.get(name)
+
+
+def _infer_shapes(model):
+    """ORT's symbolic inference follows shapes through run-time padding (Shape -> Pad) where
+    ONNX's own inference gives up; ONNX's is the fallback for graphs it cannot handle."""
+    from onnx import shape_inference
+
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception:  # any failure of the optional, stricter pass falls back
+        return shape_inference.infer_shapes(model, data_prop=True)
 
 
 def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:

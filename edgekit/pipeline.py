@@ -63,8 +63,7 @@ def run_stages(stages: list[Stage], ctx: Context, artifact: Artifact, work: Path
         if folder.exists():
             shutil.rmtree(folder)
         start = time.perf_counter()
-        console.log(f"stage [bold]{stage.name}[/] …")
-        with atomic_dir(folder) as tmp:
+        with console.status(f"stage [bold]{stage.name}[/] ({index}/{len(stages)}) …"), atomic_dir(folder) as tmp:
             result, metrics = stage.run(ctx, artifact, tmp)
             record = StageRecord(name=stage.name, folder=folder.name, key=key, settings=stage.settings(),
                                  metrics=metrics, seconds=round(time.perf_counter() - start, 3))

@@ -123,3 +123,18 @@ def test_dynamic_and_onnx_input_paths(tmp_path, digits_npz, tiny_weights, static
     assert onnx_report["final"]["stages"] == ["source", "calibrate", "export", "compile", "bench"]
     assert onnx_report["final"]["agreement"] > 0.9
     assert onnx_report["final"]["size_bytes"] < onnx_report["fp32"]["size_bytes"] / 3
+
+
+def test_python_api_takes_a_module_and_batches(tmp_path, digits_npz, tiny_weights):
+    import numpy as np
+    import torch
+
+    from edgekit.models import load_model
+
+    module = load_model(TINY, tiny_weights).module.model
+    arrays = np.load(digits_npz)
+    batches = [(torch.from_numpy(arrays["x"][i:i + 100]), torch.from_numpy(arrays["y"][i:i + 100]))
+               for i in range(0, 1000, 100)]
+    report = compress(module, batches, target="arm64", out=tmp_path / "api", quant="static")
+    assert report["final"]["eval_samples"] == 200 and report["final"]["agreement"] > 0.9
+    assert (tmp_path / "api" / "arm64" / "model.ort").is_file()

@@ -17,6 +17,10 @@ PREPROCESS_FILE = "preprocess.yaml"
 
 def load_data(spec: str | Path) -> SampleSet:
     spec = str(spec)
+    if spec.startswith("memory:"):
+        from ..memory import load_memory_data
+
+        return load_memory_data(spec)
     if spec.startswith("example:"):
         from .example import load_example_data
 

@@ -31,6 +31,10 @@ class LoadedModel:
 def load_model(spec: str, weights: str | Path | None = None) -> LoadedModel:
     """Load `example:NAME`, `pkg.module:factory`, a transformers folder, or a `.onnx` file."""
     spec = str(spec)
+    if spec.startswith("memory:"):
+        from ..memory import load_memory_model
+
+        return load_memory_model(spec)
     if spec.startswith("example:"):
         from .example import load_example
 

@@ -47,7 +47,7 @@ def measure_model(path: Path, samples, input_names: list[str], reference: np.nda
     """Everything report.json holds for one model file."""
     outputs = ort_backend.run_model(path, samples, input_names, settings.threads)
     first, _ = next(samples.batches(1))
-    params, macs = onnx_params_and_macs(path)
+    params, macs = onnx_params_and_macs(path, {n: first[n].shape for n in input_names})
     timing = latency(path, {n: first[n] for n in input_names}, settings)
     result = {
         "file": Path(path).name, "size_bytes": Path(path).stat().st_size, "params": params, "macs": macs,

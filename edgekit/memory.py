@@ -1,0 +1,82 @@
+"""In-memory models and data for the Python API (notebooks, training scripts).
+
+A module is kept as a pristine deep copy and every stage gets a fresh copy
+of it, exactly as a spec on disk is rebuilt; data becomes a SampleSet.
+Specs look like `memory:model:0` and live for the current process only.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import DataError, ModelLoadError
+
+_MODELS: dict[str, Any] = {}
+_DATA: dict[str, Any] = {}
+
+
+def register_model(module) -> str:
+    spec = f"memory:model:{len(_MODELS)}"
+    _MODELS[spec] = copy.deepcopy(module).eval()
+    return spec
+
+
+def register_data(data) -> str:
+    spec = f"memory:data:{len(_DATA)}"
+    _DATA[spec] = to_sample_set(data, spec)
+    return spec
+
+
+def load_memory_model(spec: str):
+    from .models.loader import LoadedModel
+    from .models.wrappers import LogitsOnly, forward_input_names
+
+    if spec not in _MODELS:
+        raise ModelLoadError(f"{spec} is not registered in this process; pass the nn.Module to edgekit.compress")
+    module = copy.deepcopy(_MODELS[spec])
+    names = forward_input_names(module)
+    return LoadedModel(spec=spec, kind="memory", module=LogitsOnly(module, names).eval(), input_names=names)
+
+
+def load_memory_data(spec: str):
+    if spec not in _DATA:
+        raise DataError(f"{spec} is not registered in this process; pass the data to edgekit.compress")
+    return _DATA[spec]
+
+
+def to_sample_set(data, source: str):
+    """Accept {name: array}, (x, y), or an iterable of such batches (torch tensors or numpy)."""
+    from .data.readers import _as_float32
+    from .data.samples import SampleSet
+
+    if isinstance(data, dict) or (isinstance(data, tuple) and len(data) == 2 and _is_array(data[0])):
+        batches: Iterable = [data]
+    else:
+        batches = data
+    inputs: dict[str, list[np.ndarray]] = {}
+    labels: list[np.ndarray] = []
+    for batch in batches:
+        x, y = (batch, None) if isinstance(batch, dict) else (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+        arrays = {k: _np(v) for k, v in x.items()} if isinstance(x, dict) else {"x": _np(x)}
+        for k, v in arrays.items():
+            inputs.setdefault(k, []).append(v)
+        if y is not None:
+            labels.append(_np(y).reshape(-1))
+    if not inputs:
+        raise DataError("the data given to edgekit.compress holds no batches")
+    arrays = _as_float32({k: np.concatenate(v) for k, v in inputs.items()})
+    y = np.concatenate(labels).astype(np.int64) if labels else None
+    return SampleSet(source=source, arrays=arrays, labels=y)
+
+
+def _is_array(value) -> bool:
+    return hasattr(value, "shape")
+
+
+def _np(value) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)

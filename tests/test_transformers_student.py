@@ -1,0 +1,41 @@
+"""A transformers folder as the student: loaded locally, pruned, quantized, compiled, measured."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def mnv2(tmp_path_factory):
+    import torch
+    from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
+
+    root = tmp_path_factory.mktemp("hf")
+    torch.manual_seed(0)
+    config = MobileNetV2Config(image_size=32, depth_multiplier=0.5, num_labels=5)
+    MobileNetV2ForImageClassification(config).eval().save_pretrained(root / "student")
+    rng = np.random.default_rng(0)
+    np.savez(root / "calib.npz", pixel_values=rng.standard_normal((60, 3, 32, 32)).astype(np.float32))
+    return root
+
+
+def test_compress_transformers_mobilenetv2(mnv2):
+    out = mnv2 / "build"
+    result = run_cli("compress", "--model", mnv2 / "student", "--data", mnv2 / "calib.npz", "--target", "arm64",
+                     "--prune", "0.5", "--quant", "static", "--out", out, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["final"]["accuracy"] is None and report["final"]["agreement"] is not None
+    assert report["final"]["macs"] < 0.6 * report["fp32"]["macs"]
+    manifest = json.loads((out / "arm64" / "manifest.json").read_text())
+    assert manifest["inputs"][0]["name"] == "pixel_values"
+
+
+def test_inspect_transformers_folder(mnv2):
+    result = run_cli("inspect", mnv2 / "student", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["inputs"]["pixel_values"] == [1, 3, 32, 32] and len(info["prunable_groups"]) > 5
