@@ -65,6 +65,9 @@ def build_model(folder: Path, data: np.ndarray) -> None:
     with torch.no_grad():
         for start in range(0, len(data), 16):
             model(pixel_values=torch.from_numpy(data[start:start + 16]))
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     model.eval().save_pretrained(folder)
 
 
@@ -151,7 +154,7 @@ def main() -> None:
     for name, m in rows.items():
         lines.append(f"| {name} | {m['size_bytes'] / 2**20:.2f} | {m['macs'] / 1e6:.0f} | {m['latency_ms']['p50']:.2f} | "
                      f"{base / m['latency_ms']['p50']:.2f}x | {m['agreement']:.3f} | {m['cosine']:.4f} | "
-                     f"{timings.get(name, 0):.1f} |")
+                     (f"{timings[name]:.1f} |" if name in timings else "– |"))
     ratio = rows["edgekit INT8"]["latency_ms"]["p50"] / rows["ORT quantize_static"]["latency_ms"]["p50"]
     summary = [f"edgekit INT8 latency / ORT quantize_static latency: {ratio:.3f} (target <= 1.05)",
                f"edgekit pruned 50% + INT8 speed-up vs FP32: "

@@ -55,15 +55,6 @@ def make_config(**options) -> CompressConfig:
 
 def load_recipe(path: Path) -> dict:
     """Settings from a YAML recipe; unknown keys are reported when the config is built."""
-    import yaml
+    from .yamlio import read_mapping
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"recipe {path} does not exist; check --recipe")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"recipe {path} is not valid YAML ({' '.join(str(exc).split())[:120]}); fix its syntax") from exc
-    if not isinstance(raw, dict):
-        raise InputError(f"recipe {path} must be a mapping of compress settings")
-    return raw
+    return read_mapping(path, InputError, "recipe")

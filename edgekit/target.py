@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import TargetError
 from .resources import data_dir
+from .yamlio import read_mapping
 
 
 class BenchSettings(BaseModel):
@@ -60,12 +60,7 @@ def load_target(spec: str | Path) -> Target:
 
 
 def _parse(path: Path) -> Target:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TargetError(f"target file {path} is not valid YAML: {exc}; fix its syntax") from exc
-    if not isinstance(raw, dict):
-        raise TargetError(f"target file {path} must hold a mapping of settings")
+    raw = read_mapping(path, TargetError, "target file")
     try:
         return Target(**raw)
     except ValidationError as exc:

@@ -6,7 +6,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..errors import DataError
 from .samples import SampleSet
@@ -108,10 +107,6 @@ def _as_float32(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def load_preprocess(path: Path) -> dict:
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path} is not valid YAML ({exc}); fix its syntax") from exc
-    if not isinstance(raw, dict):
-        raise DataError(f"{path} must be a mapping with size, mean, std, layout")
-    return raw
+    from ..yamlio import read_mapping
+
+    return read_mapping(path, DataError, "preprocessing file")

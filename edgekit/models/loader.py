@@ -79,6 +79,7 @@ def _load_hf(path: Path, weights: str | Path | None) -> LoadedModel:
 
     from .wrappers import LogitsOnly
 
+    transformers.utils.logging.disable_progress_bar()
     if not (path / "config.json").is_file():
         raise ModelLoadError(
             f"folder {path} has no config.json; give a transformers model folder "
