@@ -152,9 +152,9 @@ def main() -> None:
     lines = ["| model | size MiB | MMACs | p50 ms | speed-up vs FP32 | top-1 agreement | cosine | wall s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in rows.items():
+        wall = f"{timings[name]:.1f}" if name in timings else "–"
         lines.append(f"| {name} | {m['size_bytes'] / 2**20:.2f} | {m['macs'] / 1e6:.0f} | {m['latency_ms']['p50']:.2f} | "
-                     f"{base / m['latency_ms']['p50']:.2f}x | {m['agreement']:.3f} | {m['cosine']:.4f} | "
-                     (f"{timings[name]:.1f} |" if name in timings else "– |"))
+                     f"{base / m['latency_ms']['p50']:.2f}x | {m['agreement']:.3f} | {m['cosine']:.4f} | {wall} |")
     ratio = rows["edgekit INT8"]["latency_ms"]["p50"] / rows["ORT quantize_static"]["latency_ms"]["p50"]
     summary = [f"edgekit INT8 latency / ORT quantize_static latency: {ratio:.3f} (target <= 1.05)",
                f"edgekit pruned 50% + INT8 speed-up vs FP32: "
