@@ -107,7 +107,9 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
 
     stages: list = [SourceStage(opset=target.opset)]
     if cfg.prune > 0:
-        stages.append(PruneStage(ratio=cfg.prune, round_to=target.round_to, protect=cfg.protect))
+        stages.append(PruneStage(ratio=cfg.prune, round_to=target.round_to, protect=cfg.protect,
+                                 importance=cfg.importance, global_ranking=cfg.global_prune,
+                                 min_channels=cfg.min_channels, max_layer_ratio=cfg.max_layer_ratio))
     if cfg.quant in ("static", "qad"):
         stages.append(CalibrateStage(method=cfg.calib, opset=target.opset))
     if cfg.quant == "qad":

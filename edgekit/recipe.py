@@ -21,7 +21,11 @@ class CompressConfig(BaseModel):
     teacher_weights: str | None = None
     eval_data: str | None = None
     prune: float = 0.0
-    protect: list[str] = []
+    protect: list[str] | None = None
+    importance: Literal["l1", "l2", "bn-scale", "taylor"] = "l1"
+    global_prune: bool = False
+    min_channels: int = Field(8, ge=1)
+    max_layer_ratio: float = Field(0.9, gt=0, lt=1)
     quant: Literal["qad", "static", "dynamic", "none"] = "qad"
     calib: Literal["minmax", "percentile", "entropy"] = "minmax"
     epochs: int = Field(6, ge=1)

@@ -7,6 +7,7 @@ a plan re-applied to a fresh build of the student avoids both.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,9 +44,14 @@ def materialize(artifact: Artifact, example: tuple[torch.Tensor, ...]) -> nn.Mod
 def apply_plan(model: nn.Module, plan: dict, example: tuple[torch.Tensor, ...]) -> None:
     import torch_pruning as tp
 
+    from .pruning.attention import sync_attention_attributes
+
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=list(example), verbose=False)
     history = [(name, bool(out), list(idx)) for name, out, idx in plan["history"]]
-    graph.load_pruning_history(history)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph.load_pruning_history(history)
+    sync_attention_attributes(model)
 
 
 def save_weights(model: nn.Module, folder: Path) -> str:

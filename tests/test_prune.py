@@ -18,7 +18,7 @@ def _example():
 def test_prune_removes_channels_keeps_residuals_and_rounds(tiny_weights):
     model = load_model("tiny_models:resnet_tiny", tiny_weights).module
     before = sum(p.numel() for p in model.parameters())
-    prune_l1(model, _example(), 0.5, 8, [])
+    prune_l1(model, _example(), 0.5, 8, protect=["model.head"])
     counts = channel_counts(model)
     inner = counts["model.block1.conv1"]
     assert inner[1] == 8, counts
@@ -28,6 +28,14 @@ def test_prune_removes_channels_keeps_residuals_and_rounds(tiny_weights):
     assert counts["model.head"][1] == 10
     assert sum(p.numel() for p in model.parameters()) < 0.4 * before
     assert model(*_example()).shape == (2, 10)
+
+
+def test_default_policy_protects_first_and_last_layer(tiny_weights):
+    model = load_model("tiny_models:resnet_tiny", tiny_weights).module
+    prune_l1(model, _example(), 0.5, 8)
+    counts = channel_counts(model)
+    assert counts["model.stem.0"][1] == 16 and counts["model.block1.conv2"][1] == 16  # coupled by the add
+    assert counts["model.block1.conv1"][1] == 8 and counts["model.head"][1] == 10
 
 
 def test_ratio_zero_changes_nothing(tiny_weights):

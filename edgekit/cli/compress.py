@@ -32,7 +32,11 @@ def command(
     teacher_weights: Annotated[Optional[str], typer.Option(help="Teacher weights file.")] = None,
     eval_data: Annotated[Optional[str], typer.Option(help="Separate evaluation data (else a split of --data).")] = None,
     prune: Annotated[Optional[float], typer.Option(help="Fraction of channels to remove, in [0, 1).")] = None,
-    protect: Annotated[Optional[list[str]], typer.Option(help="Layer never pruned (repeatable).")] = None,
+    protect: Annotated[Optional[list[str]], typer.Option(help="Layer never pruned (repeatable; default: stem conv and classifier).")] = None,
+    importance: Annotated[Optional[str], typer.Option(help="Channel importance: l1 | l2 | bn-scale | taylor.")] = None,
+    global_prune: Annotated[Optional[bool], typer.Option("--global-prune/--uniform-prune", help="Rank channels across layers, or prune each layer by the same ratio.")] = None,
+    min_channels: Annotated[Optional[int], typer.Option(help="No layer keeps fewer channels than this.")] = None,
+    max_layer_ratio: Annotated[Optional[float], typer.Option(help="No layer loses more than this fraction.")] = None,
     quant: Annotated[Optional[str], typer.Option(help="qad | static | dynamic | none")] = None,
     calib: Annotated[Optional[str], typer.Option(help="minmax | percentile | entropy")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="QAD epochs.")] = None,
@@ -54,6 +58,8 @@ def command(
     options = load_recipe(recipe) if recipe else {}
     given = dict(model=model, data=data, out=out, target=target, weights=weights, teacher=teacher,
                  teacher_weights=teacher_weights, eval_data=eval_data, prune=prune, protect=protect, quant=quant,
+                 importance=importance, global_prune=global_prune, min_channels=min_channels,
+                 max_layer_ratio=max_layer_ratio,
                  calib=calib, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha, batch_size=batch_size,
                  split=split, seed=seed)
     options.update({k: v for k, v in given.items() if v is not None})

@@ -1,14 +1,16 @@
-"""L1 structured channel pruning: channels physically removed, coupled groups kept consistent.
+"""Structured channel pruning: channels physically removed, coupled groups kept consistent.
 
 Torch-Pruning's dependency graph decides which channels must go together
-(residual adds, BN, depthwise/grouped convs, concat); we choose the ratio,
-importance and rounding, and store the result as a replayable JSON plan.
+(residual adds, BN, depthwise/grouped convs, concat, attention heads); we
+choose the ratio, importance, protection and rounding, and store the result
+as a replayable JSON plan.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ from ..errors import InputError, StageError
 from ..fsutil import write_json
 from ..metrics import count_params
 from ..torch_artifact import PLAN, example_inputs, materialize, save_weights
+from ..pruning.attention import head_counts, sync_attention_attributes
+from ..pruning.importance import accumulate_taylor_gradients, make_importance
+from ..pruning.policy import default_protected, ignored_layers, ratio_caps
 from .fidelity import torch_fidelity
 
 
@@ -27,25 +32,32 @@ from .fidelity import torch_fidelity
 class PruneStage:
     ratio: float
     round_to: int = 8
-    protect: list[str] = field(default_factory=list)
+    protect: list[str] | None = None  # None: first and last layer
+    importance: str = "l1"
+    global_ranking: bool = False
+    min_channels: int = 8
+    max_layer_ratio: float = 0.9
     name: str = "prune"
     accepts: tuple[str, ...] = ("torch",)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
             raise InputError(f"--prune {self.ratio} is outside [0, 1); give a fraction of channels such as 0.5")
+        make_importance(self.importance)
 
     def settings(self) -> dict[str, Any]:
-        return {"ratio": self.ratio, "importance": "l1", "round_to": self.round_to, "protect": self.protect}
+        return {"ratio": self.ratio, "importance": self.importance, "round_to": self.round_to,
+                "protect": self.protect, "global": self.global_ranking, "min_channels": self.min_channels,
+                "max_layer_ratio": self.max_layer_ratio}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         example = example_inputs(ctx.splits, artifact.input_names)
         model = materialize(artifact, example)
         before = count_params(model)
-        history = prune_l1(model, example, self.ratio, self.round_to, self.protect)
+        batches = _gradient_batches(ctx, artifact.input_names) if self.importance == "taylor" else None
+        plan = prune_model(model, example, self, batches=batches, teacher=ctx.teacher)
         recalibrate_batchnorm(model, ctx.splits.train, artifact.input_names)
-        write_json(out / PLAN, {"ratio": self.ratio, "importance": "l1", "round_to": self.round_to,
-                                "history": history, "channels": channel_counts(model)})
+        write_json(out / PLAN, plan)
         files = {"plan": PLAN, "weights": save_weights(model, out)}
         after = count_params(model)
         return artifact.derive(out, "torch", files), {
@@ -53,28 +65,56 @@ class PruneStage:
             **torch_fidelity(model, ctx, artifact.input_names)}
 
 
-def prune_l1(model: nn.Module, example: tuple[torch.Tensor, ...], ratio: float, round_to: int,
-             protect: list[str]) -> list:
-    """Prune in place and return the history (layer name, out-channel?, indices)."""
+def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: PruneStage,
+                batches=None, teacher: nn.Module | None = None) -> dict[str, Any]:
+    """Prune in place; return the replayable plan (history, heads, channel counts, settings)."""
     import torch_pruning as tp
 
-    ignored = [m for m in _classifier_layers(model)]
-    modules = dict(model.named_modules())
-    for name in protect:
-        if name not in modules:
-            raise InputError(f"--protect {name}: no such layer; see `edgekit inspect` for layer names")
-        ignored.append(modules[name])
+    protect = settings.protect if settings.protect is not None else default_protected(model)
+    heads = head_counts(model)
     pruner = tp.pruner.MetaPruner(
-        model, list(example), importance=tp.importance.GroupMagnitudeImportance(p=1),
-        pruning_ratio=ratio, ignored_layers=ignored, round_to=round_to if round_to > 1 else None,
+        model, list(example), importance=make_importance(settings.importance),
+        global_pruning=settings.global_ranking, pruning_ratio=settings.ratio,
+        pruning_ratio_dict=ratio_caps(model, settings.ratio, settings.min_channels, settings.max_layer_ratio) or None,
+        max_pruning_ratio=settings.max_layer_ratio, ignored_layers=ignored_layers(model, protect),
+        round_to=settings.round_to if settings.round_to > 1 else None,
+        num_heads=heads, prune_num_heads=bool(heads), prune_head_dims=False,
+        head_pruning_ratio=settings.ratio if heads else 0.0,
     )
+    if batches is not None:
+        accumulate_taylor_gradients(model, batches, teacher)
     try:
-        pruner.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pruner.step()
+    except IndexError as exc:
+        raise StageError(
+            f"pruning failed: the dependency graph lost track of channels ({' '.join(str(exc).split())[:80]}); "
+            "a torch.chunk/split of a conv output is the usual cause: compute each part with its own "
+            "convolution (two convolutions instead of one split), or --protect that layer") from exc
     except Exception as exc:  # the graph tracer raises many types on unsupported models
-        raise StageError(f"pruning failed on this model ({exc}); try --prune 0 or --protect the layer named") from exc
+        raise StageError(f"pruning failed on this model ({' '.join(str(exc).split())[:160]}); "
+                         "try --protect on the layer named, or --prune 0") from exc
+    model.zero_grad(set_to_none=True)
+    head_map = sync_attention_attributes(model)
     with torch.no_grad():
-        model(*example)
-    return [[name, bool(out), [int(i) for i in idx]] for name, out, idx in pruner.pruning_history()]
+        model.eval()(*example)
+    history = [[name, bool(out), [int(i) for i in idx]] for name, out, idx in pruner.pruning_history()]
+    return {**settings.settings(), "protect": protect, "history": history, "heads": head_map,
+            "channels": channel_counts(model)}
+
+
+def prune_l1(model: nn.Module, example: tuple[torch.Tensor, ...], ratio: float, round_to: int,
+             protect: list[str] | None = None) -> list:
+    """L1 pruning with default policy; returns the history (used by tests and scripts)."""
+    return prune_model(model, example, PruneStage(ratio=ratio, round_to=round_to, protect=protect))["history"]
+
+
+def _gradient_batches(ctx, names: list[str]):
+    labels_ok = ctx.splits.train.labels is not None
+    for inputs, labels in ctx.splits.train.batches(32):
+        yield (tuple(torch.from_numpy(inputs[n]) for n in names),
+               torch.from_numpy(labels) if labels_ok else None)
 
 
 def recalibrate_batchnorm(model: nn.Module, samples, input_names: list[str], limit: int = 2048) -> None:
@@ -101,12 +141,6 @@ def recalibrate_batchnorm(model: nn.Module, samples, input_names: list[str], lim
     for bn in bns:
         bn.momentum = 0.1
     model.eval()
-
-
-def _classifier_layers(model: nn.Module) -> list[nn.Module]:
-    """The last Linear/Conv produces class scores: its outputs are never pruned."""
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    return layers[-1:]
 
 
 def channel_counts(model: nn.Module) -> dict[str, list[int]]:

@@ -1,0 +1,74 @@
+"""Pruning holds on real architectures: forward works, ONNX shrinks, ORT runs it, ratio 0 is a no-op."""
+
+import numpy as np
+import pytest
+import torch
+
+from arch_zoo import ZOO, build
+from edgekit.onnx_export import export_onnx
+from edgekit.pruning.attention import attention_modules
+from edgekit.stages.prune import PruneStage, prune_model
+from edgekit.torch_artifact import apply_plan
+
+
+def _prune(model, example, ratio):
+    return prune_model(model, example, PruneStage(ratio=ratio, round_to=8))
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_ratio_zero_leaves_outputs_unchanged(name):
+    model, example = build(name)
+    with torch.no_grad():
+        before = model(*example)
+    plan = _prune(model, example, 0.0)
+    assert all(len(idx) == 0 for _, _, idx in plan["history"])
+    with torch.no_grad():
+        assert torch.equal(model(*example), before)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_half_pruned_model_runs_exports_smaller_and_runs_in_ort(name, tmp_path):
+    import onnxruntime as ort
+
+    model, example = build(name)
+    names = model.input_names
+    full = export_onnx(model, example, names, tmp_path / "full.onnx")
+    params = sum(p.numel() for p in model.parameters())
+    plan = _prune(model, example, 0.5)
+    with torch.no_grad():
+        expected = model(*example).numpy()
+    assert sum(p.numel() for p in model.parameters()) < 0.8 * params
+    pruned = export_onnx(model, example, names, tmp_path / "pruned.onnx")
+    assert pruned.stat().st_size < 0.8 * full.stat().st_size
+    session = ort.InferenceSession(str(pruned), providers=["CPUExecutionProvider"])
+    got = session.run(None, {n: t.numpy() for n, t in zip(names, example)})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+    for module, kind in attention_modules(model):  # whole heads removed, attributes kept consistent
+        assert getattr(module, kind.heads) == 2
+        assert getattr(module, kind.q).out_features % 2 == 0
+    assert plan["channels"]
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_plan_replayed_on_a_fresh_build_gives_identical_outputs(name):
+    model, example = build(name)
+    plan = _prune(model, example, 0.5)
+    with torch.no_grad():
+        expected = model(*example)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh, _ = build(name)
+    apply_plan(fresh, plan, example)
+    fresh.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(*example), expected)
+
+
+def test_channel_split_in_forward_fails_with_a_clear_message():
+    """torch.chunk/split of a conv output is not traced by the dependency graph yet: say how to fix it."""
+    from arch_zoo import C2f, TinyYolo
+    from edgekit.errors import StageError
+    from edgekit.models.wrappers import LogitsOnly
+
+    model = LogitsOnly(TinyYolo(block=C2f).eval(), ["x"])
+    with pytest.raises(StageError, match="two convolutions"):
+        _prune(model, (torch.randn(1, 3, 32, 32),), 0.5)
