@@ -16,7 +16,7 @@ from .fsutil import atomic_dir
 from .manifest import write_manifest
 from .models import load_model
 from .pipeline import Context, run_stages
-from .recipe import CompressConfig
+from .recipe import CompressConfig, load_layer_ratios
 from .report import build_report, write_report
 from .target import load_target
 
@@ -26,12 +26,13 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
 
     target = load_target(cfg.target)
     student = load_model(cfg.model, cfg.weights)
-    if student.is_onnx and (cfg.prune > 0 or cfg.quant == "qad"):
+    if student.is_onnx and (cfg.prune > 0 or cfg.layer_ratios or cfg.quant == "qad"):
         raise InputError(f"{cfg.model} is ONNX: pruning and QAD need a PyTorch model; "
                          "use --prune 0 with --quant static or dynamic")
     splits = _splits(cfg, student.input_names)
     reference = check_model_fits(student, splits)
     teacher = _teacher(cfg, student)
+    stages = build_stages(cfg, target, student.is_onnx)
     check_out_dir(cfg.out, cfg.force, cfg.resume)
     work = cfg.out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -39,7 +40,7 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
     if student.is_onnx:
         ctx.cache["reference_eval"] = reference
     artifact = _initial_artifact(student)
-    final = run_stages(build_stages(cfg, target, student.is_onnx), ctx, artifact, work, resume=cfg.resume)
+    final = run_stages(stages, ctx, artifact, work, resume=cfg.resume)
     return publish(cfg, target, final, ctx, student)
 
 
@@ -106,15 +107,17 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
     from .stages.source import SourceStage
 
     stages: list = [SourceStage(opset=target.opset)]
-    if cfg.prune > 0:
+    if cfg.prune > 0 or cfg.layer_ratios:
         stages.append(PruneStage(ratio=cfg.prune, round_to=target.round_to, protect=cfg.protect,
                                  importance=cfg.importance, global_ranking=cfg.global_prune,
-                                 min_channels=cfg.min_channels, max_layer_ratio=cfg.max_layer_ratio))
+                                 min_channels=cfg.min_channels, max_layer_ratio=cfg.max_layer_ratio,
+                                 layer_ratios=load_layer_ratios(cfg.layer_ratios)))
     if cfg.quant in ("static", "qad"):
         stages.append(CalibrateStage(method=cfg.calib, opset=target.opset))
     if cfg.quant == "qad":
         stages.append(QadStage(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
-                               batch_size=cfg.batch_size, method=cfg.calib, recover=cfg.prune > 0,
+                               batch_size=cfg.batch_size, method=cfg.calib,
+                               recover=cfg.prune > 0 or bool(cfg.layer_ratios),
                                opset=target.opset))
     stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset))
     stages.append(CompileStage(ort_format=target.ort_format))

@@ -26,6 +26,7 @@ class CompressConfig(BaseModel):
     global_prune: bool = False
     min_channels: int = Field(8, ge=1)
     max_layer_ratio: float = Field(0.9, gt=0, lt=1)
+    layer_ratios: str | dict[str, float] | None = None
     quant: Literal["qad", "static", "dynamic", "none"] = "qad"
     calib: Literal["minmax", "percentile", "entropy"] = "minmax"
     epochs: int = Field(6, ge=1)
@@ -55,6 +56,24 @@ def make_config(**options) -> CompressConfig:
         name = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
         msg = err["msg"].removeprefix("Value error, ")
         raise InputError(f"{name}: {msg}" if not msg.startswith("--") else msg) from exc
+
+
+def load_layer_ratios(value: str | dict[str, float] | None) -> dict[str, float] | None:
+    """Per-layer ratios: a dict, or the layer-ratios.json written by `edgekit prune scan`."""
+    import json
+
+    if value is None or isinstance(value, dict):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(f"--layer-ratios {value} does not exist; run `edgekit prune scan` to make one")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--layer-ratios {value} is not valid JSON ({exc}); regenerate it") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
+        raise InputError(f"--layer-ratios {value} must map layer names to ratios")
+    return {k: float(v) for k, v in data.items()}
 
 
 def load_recipe(path: Path) -> dict:

@@ -45,6 +45,8 @@ CASES = {
     "bad split": (dict(extra=("--split", "0.5,0.6")), "--split"),
     "recipe unknown key": (dict(extra=("--recipe", "{root}/recipe.yaml")), "learning-rate"),
     "existing output": (dict(out="existing"), "--force"),
+    "missing layer ratios": (dict(extra=("--layer-ratios", "{root}/none.json")), "prune scan"),
+    "unknown importance": (dict(extra=("--importance", "random")), "--importance"),
 }
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import bench, compress, demo, inspect, targets
+from . import bench, compress, demo, inspect, prune, targets
 from ._errors import run_guarded
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks i
 for module in (demo, compress, bench, inspect):
     app.command(name=module.NAME, help=module.HELP)(module.command)
 app.add_typer(targets.app, name="targets")
+app.add_typer(prune.app, name="prune")
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ def command(
     global_prune: Annotated[Optional[bool], typer.Option("--global-prune/--uniform-prune", help="Rank channels across layers, or prune each layer by the same ratio.")] = None,
     min_channels: Annotated[Optional[int], typer.Option(help="No layer keeps fewer channels than this.")] = None,
     max_layer_ratio: Annotated[Optional[float], typer.Option(help="No layer loses more than this fraction.")] = None,
+    layer_ratios: Annotated[Optional[str], typer.Option(help="Per-layer ratios JSON (from `edgekit prune scan`).")] = None,
     quant: Annotated[Optional[str], typer.Option(help="qad | static | dynamic | none")] = None,
     calib: Annotated[Optional[str], typer.Option(help="minmax | percentile | entropy")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="QAD epochs.")] = None,
@@ -59,7 +60,7 @@ def command(
     given = dict(model=model, data=data, out=out, target=target, weights=weights, teacher=teacher,
                  teacher_weights=teacher_weights, eval_data=eval_data, prune=prune, protect=protect, quant=quant,
                  importance=importance, global_prune=global_prune, min_channels=min_channels,
-                 max_layer_ratio=max_layer_ratio,
+                 max_layer_ratio=max_layer_ratio, layer_ratios=layer_ratios,
                  calib=calib, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha, batch_size=batch_size,
                  split=split, seed=seed)
     options.update({k: v for k, v in given.items() if v is not None})

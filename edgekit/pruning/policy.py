@@ -45,3 +45,15 @@ def ratio_caps(model: nn.Module, ratio: float, min_channels: int, max_layer_rati
         if limit < ratio:
             caps[module] = limit
     return caps
+
+
+def named_ratios(model: nn.Module, ratios: dict[str, float]) -> dict[nn.Module, float]:
+    """Per-layer ratios given by layer name (a scan's proposal) as the pruner wants them."""
+    modules = dict(model.named_modules())
+    unknown = [n for n in ratios if n not in modules]
+    if unknown:
+        raise InputError(f"layer ratio for {unknown[0]}: no such layer; see `edgekit inspect` for layer names")
+    bad = [n for n, r in ratios.items() if not 0.0 <= r < 1.0]
+    if bad:
+        raise InputError(f"layer ratio {ratios[bad[0]]} for {bad[0]} is outside [0, 1)")
+    return {modules[n]: float(r) for n, r in ratios.items()}

@@ -24,7 +24,7 @@ from ..metrics import count_params
 from ..torch_artifact import PLAN, example_inputs, materialize, save_weights
 from ..pruning.attention import head_counts, sync_attention_attributes
 from ..pruning.importance import accumulate_taylor_gradients, make_importance
-from ..pruning.policy import default_protected, ignored_layers, ratio_caps
+from ..pruning.policy import default_protected, ignored_layers, named_ratios, ratio_caps
 from .fidelity import torch_fidelity
 
 
@@ -37,6 +37,7 @@ class PruneStage:
     global_ranking: bool = False
     min_channels: int = 8
     max_layer_ratio: float = 0.9
+    layer_ratios: dict[str, float] | None = None  # per-layer ratios by name (from `edgekit prune scan`)
     name: str = "prune"
     accepts: tuple[str, ...] = ("torch",)
 
@@ -48,7 +49,7 @@ class PruneStage:
     def settings(self) -> dict[str, Any]:
         return {"ratio": self.ratio, "importance": self.importance, "round_to": self.round_to,
                 "protect": self.protect, "global": self.global_ranking, "min_channels": self.min_channels,
-                "max_layer_ratio": self.max_layer_ratio}
+                "max_layer_ratio": self.max_layer_ratio, "layer_ratios": self.layer_ratios}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         example = example_inputs(ctx.splits, artifact.input_names)
@@ -72,10 +73,13 @@ def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: P
 
     protect = settings.protect if settings.protect is not None else default_protected(model)
     heads = head_counts(model)
+    ratios = named_ratios(model, settings.layer_ratios or {})
+    for module, cap in ratio_caps(model, 1.0, settings.min_channels, settings.max_layer_ratio).items():
+        ratios[module] = min(ratios.get(module, settings.ratio), cap)
     pruner = tp.pruner.MetaPruner(
         model, list(example), importance=make_importance(settings.importance),
         global_pruning=settings.global_ranking, pruning_ratio=settings.ratio,
-        pruning_ratio_dict=ratio_caps(model, settings.ratio, settings.min_channels, settings.max_layer_ratio) or None,
+        pruning_ratio_dict=ratios or None,
         max_pruning_ratio=settings.max_layer_ratio, ignored_layers=ignored_layers(model, protect),
         round_to=settings.round_to if settings.round_to > 1 else None,
         num_heads=heads, prune_num_heads=bool(heads), prune_head_dims=False,
