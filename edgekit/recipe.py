@@ -27,6 +27,9 @@ class CompressConfig(BaseModel):
     min_channels: int = Field(8, ge=1)
     max_layer_ratio: float = Field(0.9, gt=0, lt=1)
     layer_ratios: str | dict[str, float] | None = None
+    prune_steps: int = Field(1, ge=1)
+    finetune_epochs: int = Field(1, ge=0)
+    max_accuracy_drop: float | None = Field(None, ge=0)
     quant: Literal["qad", "static", "dynamic", "none"] = "qad"
     calib: Literal["minmax", "percentile", "entropy"] = "minmax"
     epochs: int = Field(6, ge=1)

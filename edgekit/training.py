@@ -87,3 +87,17 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
             on_epoch(epoch, record)
     student.eval()
     return history
+
+
+def epoch_batches(samples, names: list[str], batch_size: int, seed: int) -> Callable[[int], Iterable[Batch]]:
+    """`batches(epoch)` over a SampleSet: reshuffled each epoch from `seed`, as torch tensors."""
+    import numpy as np
+
+    labels_ok = samples.labels is not None
+
+    def batches(epoch: int):
+        order = np.random.default_rng(seed + 1000 + epoch).permutation(len(samples))
+        for inputs, labels in samples.batches(batch_size, order):
+            tensors = tuple(torch.from_numpy(inputs[n]) for n in names)
+            yield tensors, (torch.from_numpy(labels) if labels_ok else None)
+    return batches

@@ -38,6 +38,9 @@ def command(
     min_channels: Annotated[Optional[int], typer.Option(help="No layer keeps fewer channels than this.")] = None,
     max_layer_ratio: Annotated[Optional[float], typer.Option(help="No layer loses more than this fraction.")] = None,
     layer_ratios: Annotated[Optional[str], typer.Option(help="Per-layer ratios JSON (from `edgekit prune scan`).")] = None,
+    prune_steps: Annotated[Optional[int], typer.Option(help="Prune in N steps, recalibrating BN and distilling between.")] = None,
+    finetune_epochs: Annotated[Optional[int], typer.Option(help="KD epochs after each prune step / budget candidate.")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option(help="Search the fastest pruning within this many points.")] = None,
     quant: Annotated[Optional[str], typer.Option(help="qad | static | dynamic | none")] = None,
     calib: Annotated[Optional[str], typer.Option(help="minmax | percentile | entropy")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="QAD epochs.")] = None,
@@ -60,7 +63,8 @@ def command(
     given = dict(model=model, data=data, out=out, target=target, weights=weights, teacher=teacher,
                  teacher_weights=teacher_weights, eval_data=eval_data, prune=prune, protect=protect, quant=quant,
                  importance=importance, global_prune=global_prune, min_channels=min_channels,
-                 max_layer_ratio=max_layer_ratio, layer_ratios=layer_ratios,
+                 max_layer_ratio=max_layer_ratio, layer_ratios=layer_ratios, prune_steps=prune_steps,
+                 finetune_epochs=finetune_epochs, max_accuracy_drop=max_accuracy_drop,
                  calib=calib, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha, batch_size=batch_size,
                  split=split, seed=seed)
     options.update({k: v for k, v in given.items() if v is not None})

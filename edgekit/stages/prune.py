@@ -25,6 +25,7 @@ from ..torch_artifact import PLAN, example_inputs, materialize, save_weights
 from ..pruning.attention import head_counts, sync_attention_attributes
 from ..pruning.importance import accumulate_taylor_gradients, make_importance
 from ..pruning.policy import default_protected, ignored_layers, named_ratios, ratio_caps
+from ..pruning.search import budget_search, prune_iteratively
 from .fidelity import torch_fidelity
 
 
@@ -38,6 +39,9 @@ class PruneStage:
     min_channels: int = 8
     max_layer_ratio: float = 0.9
     layer_ratios: dict[str, float] | None = None  # per-layer ratios by name (from `edgekit prune scan`)
+    steps: int = 1  # iterative pruning: prune, recalibrate BN, distil, repeat
+    finetune_epochs: int = 1  # KD epochs after each step and for each budget candidate
+    max_accuracy_drop: float | None = None  # budget search over scan-based candidates
     name: str = "prune"
     accepts: tuple[str, ...] = ("torch",)
 
@@ -45,25 +49,41 @@ class PruneStage:
         if not 0.0 <= self.ratio < 1.0:
             raise InputError(f"--prune {self.ratio} is outside [0, 1); give a fraction of channels such as 0.5")
         make_importance(self.importance)
+        if self.steps < 1:
+            raise InputError(f"--prune-steps {self.steps} must be at least 1")
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            raise InputError(f"--max-accuracy-drop {self.max_accuracy_drop} must be >= 0 points")
 
     def settings(self) -> dict[str, Any]:
         return {"ratio": self.ratio, "importance": self.importance, "round_to": self.round_to,
                 "protect": self.protect, "global": self.global_ranking, "min_channels": self.min_channels,
-                "max_layer_ratio": self.max_layer_ratio, "layer_ratios": self.layer_ratios}
+                "max_layer_ratio": self.max_layer_ratio, "layer_ratios": self.layer_ratios, "steps": self.steps,
+                "finetune_epochs": self.finetune_epochs, "max_accuracy_drop": self.max_accuracy_drop}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         example = example_inputs(ctx.splits, artifact.input_names)
         model = materialize(artifact, example)
         before = count_params(model)
-        batches = _gradient_batches(ctx, artifact.input_names) if self.importance == "taylor" else None
-        plan = prune_model(model, example, self, batches=batches, teacher=ctx.teacher)
-        recalibrate_batchnorm(model, ctx.splits.train, artifact.input_names)
+        names = artifact.input_names
+        search = None
+        if self.max_accuracy_drop is not None:
+            model, plan, search = budget_search(model, example, self, ctx, names, self.finetune_epochs)
+        elif self.steps > 1:
+            plan = prune_iteratively(model, example, self, ctx, names, self.steps, self.finetune_epochs)
+        else:
+            batches = _gradient_batches(ctx, names) if self.importance == "taylor" else None
+            plan = prune_model(model, example, self, batches=batches, teacher=ctx.teacher)
+            recalibrate_batchnorm(model, ctx.splits.train, names)
         write_json(out / PLAN, plan)
         files = {"plan": PLAN, "weights": save_weights(model, out)}
         after = count_params(model)
-        return artifact.derive(out, "torch", files), {
-            "params_before": before, "params_after": after, "params_ratio": after / max(before, 1),
-            **torch_fidelity(model, ctx, artifact.input_names)}
+        metrics = {"params_before": before, "params_after": after, "params_ratio": after / max(before, 1),
+                   **torch_fidelity(model, ctx, names)}
+        if search is not None:
+            write_json(out / "search.json", search)
+            files["search"] = "search.json"
+            metrics["search_verdict"] = search["verdict"]
+        return artifact.derive(out, "torch", files), metrics
 
 
 def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: PruneStage,

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 
 from ..artifact import Artifact
 from ..backends import ort as ort_backend
@@ -28,7 +26,7 @@ from ..quant.bn_fold import fold_batchnorm
 from ..quant.prepare import (activation_quantizers, conv_input_tensor_map, freeze_batchnorm, freeze_observers,
                              observe_ranges, prepare_qat, strip_qat)
 from ..torch_artifact import example_inputs, materialize, save_weights
-from ..training import TrainConfig, distill
+from ..training import TrainConfig, distill, epoch_batches
 from ..onnx_export import export_onnx
 from .calibrate import RANGES, fp32_graph
 
@@ -112,15 +110,7 @@ class QadStage:
                            batch_size=self.batch_size, seed=ctx.seed)
 
     def _batches(self, ctx, names: list[str]):
-        train = ctx.splits.train
-        labels_ok = train.labels is not None
-
-        def batches(epoch: int):
-            order = np.random.default_rng(ctx.seed + 1000 + epoch).permutation(len(train))
-            for inputs, labels in train.batches(self.batch_size, order):
-                tensors = tuple(torch.from_numpy(inputs[n]) for n in names)
-                yield tensors, (torch.from_numpy(labels) if labels_ok else None)
-        return batches
+        return epoch_batches(ctx.splits.train, names, self.batch_size, ctx.seed)
 
 
 def _log_epoch(epoch: int, record: dict[str, float]) -> None:
