@@ -45,7 +45,9 @@ def apply_plan(model: nn.Module, plan: dict, example: tuple[torch.Tensor, ...]) 
     import torch_pruning as tp
 
     from .pruning.attention import sync_attention_attributes
+    from .pruning.channel_split import split_blocks
 
+    split_blocks(model, plan.get("channel_splits", {}))
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=list(example), verbose=False)
     history = [(name, bool(out), list(idx)) for name, out, idx in plan["history"]]
     with warnings.catch_warnings():

@@ -35,24 +35,10 @@ class C2f(nn.Module):
         return self.cv2(torch.cat(y, 1))
 
 
-class C2fTwoConv(C2f):
-    """The same block with the split done by two convolutions (identical function, prunable)."""
-
-    def __init__(self, c: int, n: int = 2):
-        super().__init__(c, n)
-        h = c // 2
-        self.cv0, self.cv1 = conv_bn(c, h, 1), conv_bn(c, h, 1)
-
-    def forward(self, x):
-        y = [self.cv0(x), self.cv1(x)]
-        y.extend(m(y[-1]) for m in self.m)
-        return self.cv2(torch.cat(y, 1))
-
-
 class TinyYolo(nn.Module):
     """Backbone at two scales, upsample + concat neck, box and class branches concatenated."""
 
-    def __init__(self, classes: int = 3, block: type = C2fTwoConv):
+    def __init__(self, classes: int = 3, block: type = C2f):
         super().__init__()
         self.stem = conv_bn(3, 16, 3, 2)
         self.c1 = block(16)
@@ -114,7 +100,7 @@ ZOO = {
     "efficientnet": (lambda: _hf("EfficientNetForImageClassification", "EfficientNetConfig", image_size=64,
                                  width_coefficient=0.25, depth_coefficient=0.25, hidden_dim=320, num_labels=5),
                      ["pixel_values"], lambda: _image(64)),
-    "yolo-neck": (TinyYolo, ["x"], lambda: _image(32)),
+    "yolo-c2f": (TinyYolo, ["x"], lambda: _image(32)),
     "vgg": (Vgg, ["x"], lambda: _image(32)),
     "vit": (lambda: _hf("ViTForImageClassification", "ViTConfig", image_size=32, patch_size=8, hidden_size=64,
                         num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, num_labels=5),

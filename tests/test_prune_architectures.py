@@ -63,12 +63,15 @@ def test_plan_replayed_on_a_fresh_build_gives_identical_outputs(name):
         assert torch.equal(fresh.eval()(*example), expected)
 
 
-def test_channel_split_in_forward_fails_with_a_clear_message():
-    """torch.chunk/split of a conv output is not traced by the dependency graph yet: say how to fix it."""
-    from arch_zoo import C2f, TinyYolo
-    from edgekit.errors import StageError
-    from edgekit.models.wrappers import LogitsOnly
-
-    model = LogitsOnly(TinyYolo(block=C2f).eval(), ["x"])
-    with pytest.raises(StageError, match="two convolutions"):
-        _prune(model, (torch.randn(1, 3, 32, 32),), 0.5)
+def test_channel_split_in_forward_becomes_separate_convolutions():
+    """C2f's `cv1(x).chunk(2, 1)`: each half gets its own conv, pruned on its own, same function."""
+    model, example = build("yolo-c2f")
+    with torch.no_grad():
+        before = model(*example)
+    plan = prune_model(model, example, PruneStage(ratio=0.0, round_to=8,
+                                                  layer_ratios={"model.c2.cv1.parts.0.0": 0.5}))
+    assert plan["channel_splits"]["model.c2.cv1"] == [16, 16]
+    assert plan["channels"]["model.c2.cv1.parts.0.0"][1] == 8 and plan["channels"]["model.c2.cv1.parts.1.0"][1] == 16
+    with torch.no_grad():
+        after = model(*example)
+    assert after.shape == before.shape and not torch.allclose(after, before)

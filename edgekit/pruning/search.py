@@ -32,14 +32,16 @@ def prune_iteratively(model, example, settings, ctx, names: list[str], steps: in
 
     keep = (1.0 - settings.ratio) ** (1.0 / steps)
     history: list = []
+    splits: dict[str, list[int]] = {}
     plan: dict[str, Any] = {}
     for step in range(steps):
         plan = prune_model(model, example, replace(settings, ratio=1.0 - keep, steps=1, max_accuracy_drop=None))
         history += plan["history"]
+        splits.update(plan["channel_splits"])
         recalibrate_batchnorm(model, ctx.splits.train, names)
         finetune(model, ctx, names, epochs)
         console.log(f"  prune step {step + 1}/{steps}: {sum(p.numel() for p in model.parameters()):,} params")
-    return {**plan, "history": history, "ratio": settings.ratio, "steps": steps}
+    return {**plan, "history": history, "channel_splits": splits, "ratio": settings.ratio, "steps": steps}
 
 
 def budget_search(model, example, settings, ctx, names: list[str], epochs: int) -> tuple[Any, dict[str, Any], dict]:

@@ -23,6 +23,7 @@ from ..fsutil import write_json
 from ..metrics import count_params
 from ..torch_artifact import PLAN, example_inputs, materialize, save_weights
 from ..pruning.attention import head_counts, sync_attention_attributes
+from ..pruning.channel_split import find_channel_splits, split_blocks
 from ..pruning.importance import accumulate_taylor_gradients, make_importance
 from ..pruning.policy import default_protected, ignored_layers, named_ratios, ratio_caps
 from ..pruning.search import budget_search, prune_iteratively
@@ -91,6 +92,8 @@ def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: P
     """Prune in place; return the replayable plan (history, heads, channel counts, settings)."""
     import torch_pruning as tp
 
+    splits = find_channel_splits(model, example)
+    split_blocks(model, splits)
     protect = settings.protect if settings.protect is not None else default_protected(model)
     heads = head_counts(model)
     ratios = named_ratios(model, settings.layer_ratios or {})
@@ -125,7 +128,7 @@ def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: P
         model.eval()(*example)
     history = [[name, bool(out), [int(i) for i in idx]] for name, out, idx in pruner.pruning_history()]
     return {**settings.settings(), "protect": protect, "history": history, "heads": head_map,
-            "channels": channel_counts(model)}
+            "channel_splits": splits, "channels": channel_counts(model)}
 
 
 def prune_l1(model: nn.Module, example: tuple[torch.Tensor, ...], ratio: float, round_to: int,
