@@ -14,7 +14,6 @@ import argparse
 import copy
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +57,7 @@ def _recalibrate(model, images: np.ndarray) -> None:
 def latency_ms(model, example, names, runs: int) -> tuple[float, int, int]:
     import onnxruntime as ort
 
+    from edgekit.latency import time_runs
     from edgekit.metrics import onnx_params_and_macs
     from edgekit.onnx_export import export_onnx
 
@@ -68,14 +68,7 @@ def latency_ms(model, example, names, runs: int) -> tuple[float, int, int]:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        feed = {n: t[:1].numpy() for n, t in zip(names, example)}
-        for _ in range(5):
-            sess.run(None, feed)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            sess.run(None, feed)
-            times.append((time.perf_counter() - start) * 1e3)
+        times = time_runs(sess, {n: t[:1].numpy() for n, t in zip(names, example)}, 5, runs)
     return float(np.median(times)), macs, size
 
 

@@ -25,6 +25,15 @@ def measure(model: str, inputs_path: str, warmup: int, runs: int, threads: int) 
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    arr = np.asarray(time_runs(sess, feed, warmup, runs))
+    return {"p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
+            "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "runs": runs,
+            "threads": threads, "peak_rss_bytes": _peak_rss(),
+            "session_memory_bytes": max(_peak_rss() - rss_before, 0), "onnxruntime": ort.__version__}
+
+
+def time_runs(sess, feed: dict, warmup: int, runs: int) -> list[float]:
+    """Milliseconds of each of `runs` calls after `warmup` untimed ones."""
     for _ in range(warmup):
         sess.run(None, feed)
     times = []
@@ -32,11 +41,7 @@ def measure(model: str, inputs_path: str, warmup: int, runs: int, threads: int) 
         start = time.perf_counter()
         sess.run(None, feed)
         times.append((time.perf_counter() - start) * 1e3)
-    arr = np.asarray(times)
-    return {"p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
-            "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "runs": runs,
-            "threads": threads, "peak_rss_bytes": _peak_rss(),
-            "session_memory_bytes": max(_peak_rss() - rss_before, 0), "onnxruntime": ort.__version__}
+    return times
 
 
 def _peak_rss() -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..latency import time_runs
 from ..metrics import accuracy, onnx_params_and_macs, top1_agreement
 from ..onnx_export import export_onnx
 from ..progress import console
@@ -74,14 +74,7 @@ def _measure(model, example, input_names, evals, reference, runs: int) -> dict[s
         path = export_onnx(model, example, input_names, Path(tmp) / "m.onnx")
         _, macs = onnx_params_and_macs(path, {n: tuple(t.shape) for n, t in zip(input_names, example)})
         sess = ort_backend.session(path, threads=1)
-        feed = {n: t[:1].numpy() for n, t in zip(input_names, example)}
-        for _ in range(5):
-            sess.run(None, feed)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            sess.run(None, feed)
-            times.append((time.perf_counter() - start) * 1e3)
+        times = time_runs(sess, {n: t[:1].numpy() for n, t in zip(input_names, example)}, 5, runs)
     return {"accuracy": accuracy(outputs, evals.labels), "agreement": top1_agreement(outputs, reference),
             "latency_ms": float(np.median(times)), "macs": macs}
 
