@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -86,3 +87,48 @@ def test_apply_plan_is_what_prune_did(tiny_weights):
     apply_plan(b, {"history": history}, _example())
     assert channel_counts(a) == channel_counts(b)
     assert all(isinstance(m, nn.Module) for m in b.modules())
+
+
+@pytest.mark.parametrize("importance", ["l1", "l2", "bn-scale", "taylor"])
+def test_each_importance_criterion_prunes_and_they_disagree(importance, tiny_weights, digits_npz):
+    from edgekit.stages.prune import PruneStage, prune_model
+
+    model = load_model("tiny_models:resnet_tiny", tiny_weights).module
+    arrays = np.load(digits_npz)
+    batches = None
+    if importance == "taylor":
+        batches = [((torch.from_numpy(arrays["x"][i:i + 64]),), torch.from_numpy(arrays["y"][i:i + 64]))
+                   for i in range(0, 256, 64)]
+    plan = prune_model(model, _example(), PruneStage(ratio=0.5, importance=importance), batches=batches)
+    kept = {name: idx for name, out, idx in plan["history"] if out}
+    assert plan["importance"] == importance and kept
+    assert model(*_example()).shape == (2, 10)
+    KEPT[importance] = json.dumps(kept, sort_keys=True)
+
+
+KEPT: dict[str, str] = {}
+
+
+def test_criteria_choose_different_channels():
+    if len(KEPT) < 4:
+        pytest.skip("runs after the per-criterion tests")
+    assert len(set(KEPT.values())) >= 3
+
+
+def test_global_ranking_prunes_layers_unevenly(tiny_weights):
+    from edgekit.stages.prune import PruneStage, prune_model
+
+    model = load_model("tiny_models:resnet_tiny", tiny_weights).module
+    plan = prune_model(model, _example(), PruneStage(ratio=0.5, global_ranking=True, round_to=1, min_channels=1))
+    ratios = {name: out / {"model.block1.conv1": 16, "model.down.0": 32, "model.block2.conv1": 32}[name]
+              for name, (_, out) in plan["channels"].items()
+              if name in ("model.block1.conv1", "model.down.0", "model.block2.conv1")}
+    assert len({round(r, 3) for r in ratios.values()}) > 1
+
+
+def test_floor_keeps_small_layers_from_collapsing(tiny_weights):
+    from edgekit.stages.prune import PruneStage, prune_model
+
+    model = load_model("tiny_models:resnet_tiny", tiny_weights).module
+    plan = prune_model(model, _example(), PruneStage(ratio=0.8, round_to=1, min_channels=12))
+    assert plan["channels"]["model.block1.conv1"][1] >= 12

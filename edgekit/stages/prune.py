@@ -98,7 +98,9 @@ def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: P
     heads = head_counts(model)
     ratios = named_ratios(model, settings.layer_ratios or {})
     for module, cap in ratio_caps(model, 1.0, settings.min_channels, settings.max_layer_ratio).items():
-        ratios[module] = min(ratios.get(module, settings.ratio), cap)
+        wanted = ratios.get(module, settings.ratio)
+        if cap < wanted:  # only binding floors: a dict entry per layer would defeat global ranking
+            ratios[module] = cap
     pruner = tp.pruner.MetaPruner(
         model, list(example), importance=make_importance(settings.importance),
         global_pruning=settings.global_ranking, pruning_ratio=settings.ratio,
