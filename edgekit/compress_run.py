@@ -11,7 +11,7 @@ import numpy as np
 from .artifact import Artifact
 from .data import load_data, make_splits
 from .data.splits import parse_fractions
-from .errors import DataError, InputError
+from .errors import BudgetExceededError, DataError, InputError
 from .fsutil import atomic_dir
 from .manifest import write_manifest
 from .models import load_model
@@ -41,7 +41,27 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
         ctx.cache["reference_eval"] = reference
     artifact = _initial_artifact(student)
     final = run_stages(stages, ctx, artifact, work, resume=cfg.resume)
+    check_budget(cfg, final, work)
     return publish(cfg, target, final, ctx, student)
+
+
+def check_budget(cfg: CompressConfig, final: Artifact, work: Path) -> None:
+    """With --max-accuracy-drop, refuse to publish a final model that lost more than the budget."""
+    import json
+
+    if cfg.max_accuracy_drop is None:
+        return
+    bench = next(h for h in final.history if h.name == "bench")
+    measured = json.loads((work / bench.folder / "measurements.json").read_text())
+    fp32, last = measured["fp32"], measured["final"]
+    if fp32["accuracy"] is not None and last["accuracy"] is not None:
+        drop, unit = fp32["accuracy"] - last["accuracy"], "points of accuracy"
+    else:
+        drop, unit = 100 * (1 - last["agreement"]), "points of top-1 agreement"
+    if drop > cfg.max_accuracy_drop:
+        raise BudgetExceededError(
+            f"the final model lost {drop:.2f} {unit} (budget {cfg.max_accuracy_drop}), so nothing was published; "
+            "try --quant qad, more --epochs or a larger budget (finished stages stay in OUT/work for --resume)")
 
 
 def _splits(cfg: CompressConfig, input_names: list[str]):

@@ -34,3 +34,20 @@ def test_budget_search_picks_the_fastest_candidate_within_budget(tmp_path, digit
         assert sum(len(idx) for _, _, idx in plan["history"]) > 0
     else:
         assert "left unpruned" in search["verdict"]
+
+
+def test_final_model_over_budget_is_not_published(tmp_path, tiny_weights):
+    import pytest
+
+    from edgekit.errors import BudgetExceededError
+
+    import numpy as np
+
+    # unlabeled noise: top-1 ties everywhere, so INT8 rounding flips some predictions (agreement < 1)
+    noise = np.random.default_rng(0).standard_normal((400, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "noise.npz", x=noise)
+    with pytest.raises(BudgetExceededError, match="nothing was published"):
+        compress(model=TINY, weights=str(tiny_weights), data=str(tmp_path / "noise.npz"), target="x86-64",
+                 out=tmp_path / "over", max_accuracy_drop=0.0, finetune_epochs=0, quant="static",
+                 split="0.7,0.01,0.29")
+    assert (tmp_path / "over" / "work").is_dir() and not (tmp_path / "over" / "x86-64").exists()

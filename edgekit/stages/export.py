@@ -12,6 +12,7 @@ from ..artifact import Artifact
 from ..backends import ort as ort_backend
 from ..errors import InputError
 from .calibrate import fp32_graph
+from .fidelity import fidelity
 
 MODEL = "model.onnx"
 QUANT_MODES = ("static", "qad", "dynamic", "none")
@@ -54,6 +55,8 @@ class ExportStage:
                 fmt = "onnx"
             shutil.rmtree(out / "_fp32", ignore_errors=True)
         counts = ort_backend.optimized_op_counts(out / MODEL)
+        outputs = ort_backend.run_model(out / MODEL, ctx.splits.eval, artifact.input_names)
         metrics = {"integer_kernels": ort_backend.integer_kernels(counts),
-                   "optimized_ops": dict(sorted(counts.items())), "quant": self.quant}
+                   "optimized_ops": dict(sorted(counts.items())), "quant": self.quant,
+                   **fidelity(outputs, ctx, artifact.input_names)}
         return artifact.derive(out, fmt, {"onnx": MODEL}), metrics
