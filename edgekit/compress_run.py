@@ -140,7 +140,7 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
                                batch_size=cfg.batch_size, method=cfg.calib,
                                recover=_prunes(cfg),
                                opset=target.opset))
-    stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset))
+    stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset, preset=target.quant_preset))
     stages.append(CompileStage(ort_format=target.ort_format))
     stages.append(BenchStage(BenchSettings(**target.bench.model_dump())))
     return stages

@@ -29,7 +29,7 @@ class Target(BaseModel):
     runtime: Literal["onnxruntime"]
     device: Literal["cpu"] = "cpu"
     precisions: list[Literal["int8", "fp32"]] = ["int8", "fp32"]
-    quant_preset: Literal["ort-u8s8"] = "ort-u8s8"
+    quant_preset: Literal["ort-u8s8", "trt-s8s8"] = "ort-u8s8"
     round_to: int = Field(8, ge=1)
     opset: int = Field(17, ge=13, le=21)
     ort_format: bool = True

@@ -86,17 +86,20 @@ def calibrate(fp32: Path, samples: SampleSet, input_names: list[str], method: st
     return ranges
 
 
-def quantize_qdq(fp32: Path, out: Path, ranges: dict[str, list[float]], method: str,
-                 exclude: list[str] | None = None) -> Path:
-    """QDQ with uint8 activations and int8 per-channel symmetric weights.
+# Q/DQ presets per runtime. ort-u8s8: uint8 activations and int8 per-channel symmetric weights, the
+# form ORT's CPU optimizer fuses into QLinearConv/QLinearAdd/QGemm on x86-64 and ARM64 (int8
+# activations, S8S8, were measured slower than FP32 on x86). trt-s8s8: symmetric int8 everywhere
+# (zero point 0) with FP32 biases, TensorRT's explicit quantization; checked by backends.trt_rules.
+PRESETS = {"ort-u8s8": ("QUInt8", False, True), "trt-s8s8": ("QInt8", True, False)}
 
-    This is the form ORT's CPU graph optimizer fuses into QLinearConv,
-    QLinearAdd, QGemm and friends on x86-64 and ARM64; int8 activations
-    (S8S8) were measured slower than FP32 on x86.
-    """
+
+def quantize_qdq(fp32: Path, out: Path, ranges: dict[str, list[float]], method: str,
+                 exclude: list[str] | None = None, preset: str = "ort-u8s8") -> Path:
+    """Static QDQ quantization with the given ranges (no second calibration pass)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
+    activation, symmetric, quantize_bias = PRESETS[preset]
     with tempfile.TemporaryDirectory(prefix="edgekit-q-") as tmp:
         cache = Path(tmp) / "ranges.json"
         tensors = TensorsData(_method(method), {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
@@ -105,9 +108,11 @@ def quantize_qdq(fp32: Path, out: Path, ranges: dict[str, list[float]], method: 
         with _quiet():
             quantize_static(
                 str(fp32), str(out), calibration_data_reader=None, calibration_cache_path=str(cache),
-                quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                per_channel=True, calibrate_method=_method(method), nodes_to_exclude=exclude or [],
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                quant_format=QuantFormat.QDQ, activation_type=getattr(QuantType, activation),
+                weight_type=QuantType.QInt8, per_channel=True, calibrate_method=_method(method),
+                nodes_to_exclude=exclude or [],
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                               "QuantizeBias": quantize_bias},
             )
     return out
 

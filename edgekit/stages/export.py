@@ -10,7 +10,7 @@ from typing import Any
 
 from ..artifact import Artifact
 from ..backends import ort as ort_backend
-from ..errors import InputError
+from ..errors import InputError, StageError
 from .calibrate import fp32_graph
 from .fidelity import fidelity
 
@@ -23,6 +23,7 @@ class ExportStage:
     quant: str = "static"
     method: str = "minmax"
     opset: int = 17
+    preset: str = "ort-u8s8"
     name: str = "export"
     accepts: tuple[str, ...] = ("torch", "onnx")
 
@@ -31,15 +32,17 @@ class ExportStage:
             raise InputError(f"--quant {self.quant} is unknown; choose one of {', '.join(QUANT_MODES)}")
 
     def settings(self) -> dict[str, Any]:
-        return {"quant": self.quant, "method": self.method, "opset": self.opset, "preset": "ort-u8s8"}
+        return {"quant": self.quant, "method": self.method, "opset": self.opset, "preset": self.preset}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         if self.quant in ("static", "qad"):
             if not artifact.has("ranges"):
                 raise InputError("static INT8 export needs calibration ranges; run the calibrate stage first")
             ranges = json.loads(artifact.path("ranges").read_text())
-            ort_backend.quantize_qdq(artifact.path("onnx"), out / MODEL, ranges, self.method)
+            ort_backend.quantize_qdq(artifact.path("onnx"), out / MODEL, ranges, self.method, preset=self.preset)
             fmt = "onnx-qdq"
+            if self.preset == "trt-s8s8":
+                _check_tensorrt_rules(out / MODEL)
         else:
             if artifact.has("onnx"):
                 src = artifact.path("onnx")
@@ -60,3 +63,11 @@ class ExportStage:
                    "optimized_ops": dict(sorted(counts.items())), "quant": self.quant,
                    **fidelity(outputs, ctx, artifact.input_names)}
         return artifact.derive(out, fmt, {"onnx": MODEL}), metrics
+
+
+def _check_tensorrt_rules(path: Path) -> None:
+    from ..backends.trt_rules import check_explicit_quantization
+
+    violations = check_explicit_quantization(path)
+    if violations:
+        raise StageError(f"the INT8 graph breaks {len(violations)} TensorRT Q/DQ rule(s), first: {violations[0]}")
