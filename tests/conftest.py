@@ -62,3 +62,18 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
     """Run the real `edgekit` entry point in a child process."""
     return subprocess.run([sys.executable, "-m", "edgekit", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=os.environ.copy())
+
+
+@pytest.fixture(scope="session")
+def tiny_fp32_onnx(tmp_path_factory, tiny_weights) -> Path:
+    """The trained tiny CNN exported and pre-processed for quantization, as calibrate sees it."""
+    import torch
+
+    from edgekit.backends.ort import preprocess
+    from edgekit.models import load_model
+    from edgekit.onnx_export import export_onnx
+
+    root = tmp_path_factory.mktemp("fp32")
+    module = load_model("tiny_models:resnet_tiny", tiny_weights).module
+    export_onnx(module, (torch.zeros(1, 1, 8, 8),), ["x"], root / "raw.onnx")
+    return preprocess(root / "raw.onnx", root / "fp32.onnx")

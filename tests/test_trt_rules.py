@@ -2,26 +2,18 @@
 
 import onnx
 import pytest
-import torch
 from onnx import numpy_helper
 
-from edgekit.backends.ort import calibrate, preprocess, quantize_qdq
+from edgekit.backends.ort import calibrate, quantize_qdq
 from edgekit.backends.trt_rules import check_explicit_quantization
 from edgekit.data import load_data
-from edgekit.onnx_export import export_onnx
 
 
 @pytest.fixture(scope="module")
-def fp32(tmp_path_factory, digits_npz, tiny_weights):
-    from edgekit.models import load_model
-
-    root = tmp_path_factory.mktemp("trt")
-    model = load_model("tiny_models:resnet_tiny", tiny_weights).module
-    export_onnx(model, (torch.zeros(1, 1, 8, 8),), ["x"], root / "raw.onnx")
-    preprocess(root / "raw.onnx", root / "fp32.onnx")
+def fp32(tiny_fp32_onnx, digits_npz):
+    root = tiny_fp32_onnx.parent
     samples = load_data(digits_npz).bind(["x"]).subset(range(64))
-    ranges = calibrate(root / "fp32.onnx", samples, ["x"], "minmax", root)
-    return root, ranges
+    return root, calibrate(tiny_fp32_onnx, samples, ["x"], "minmax", root)
 
 
 def test_trt_preset_passes_every_rule(fp32):

@@ -17,7 +17,7 @@ from ..data.ort_reader import SampleReader
 from ..data.samples import SampleSet
 from ..errors import MissingDependencyError, StageError
 
-CALIB_METHODS = ("minmax", "percentile", "entropy")
+CALIB_METHODS = ("minmax", "percentile", "entropy", "mse")
 INTEGER_KERNELS = ("QLinearConv", "QLinearAdd", "QLinearMatMul", "QGemm", "QLinearGlobalAveragePool",
                    "QLinearMul", "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearAveragePool",
                    "MatMulInteger", "DynamicQuantizeMatMul", "ConvInteger", "MatMulIntegerToFloat")
@@ -68,22 +68,72 @@ def preprocess(fp32: Path, out: Path) -> Path:
 
 
 def calibrate(fp32: Path, samples: SampleSet, input_names: list[str], method: str,
-              work: Path) -> dict[str, list[float]]:
-    """Activation ranges {tensor: [low, high]} from ORT's calibrator of choice."""
-    from onnxruntime.quantization.calibrate import create_calibrator
+              work: Path, report: dict | None = None) -> dict[str, list[float]]:
+    """Activation ranges {tensor: [low, high]} with streaming statistics (bounded memory).
 
-    calibrator = create_calibrator(
-        Path(fp32), augmented_model_path=str(Path(work) / "augmented.onnx"),
-        calibrate_method=_method(method), extra_options=_calib_options(method),
-    )
-    with _quiet():
-        calibrator.collect_data(SampleReader(samples, input_names))
-        data = calibrator.compute_data()
-    ranges = {}
-    for name, value in data.items():
-        low, high = value.range_value
-        ranges[name] = [float(np.asarray(low).min()), float(np.asarray(high).max())]
-    return ranges
+    `report`, when given, receives the sample count and how far the ranges
+    still moved over the second half of the samples (a large drift means more
+    calibration data would change the result).
+    """
+    from ..quant.calibrators import compute_range
+
+    halfway: dict[str, tuple[float, float]] = {}
+    stats = collect_statistics(fp32, samples, input_names, work, snapshot_at=len(samples) // 2, snapshot=halfway)
+    if report is not None:
+        drift = [abs((h.seen_max - h.seen_min) - (hi - lo)) / max(h.seen_max - h.seen_min, 1e-12)
+                 for name, h in stats.items() if (lo_hi := halfway.get(name)) for lo, hi in [lo_hi]]
+        report.update({"samples": len(samples), "tensors": len(stats),
+                       "range_drift_second_half": float(max(drift)) if drift else 0.0})
+    return {name: list(compute_range(hist, method)) for name, hist in sorted(stats.items())}
+
+
+def collect_statistics(fp32: Path, samples: SampleSet, input_names: list[str], work: Path,
+                       snapshot_at: int = 0, snapshot: dict | None = None):
+    """Run the model once per sample with every float activation exposed; fold each into a histogram."""
+    import onnx
+
+    from ..quant.calibrators import StreamingHistogram
+
+    model = onnx.load(str(fp32))
+    tensors = calibration_tensors(model)
+    known = {o.name for o in model.graph.output}
+    infos = {vi.name: vi for vi in list(model.graph.value_info) + list(model.graph.input)}
+    model.graph.output.extend(infos[t] for t in tensors if t not in known and t in infos)
+    augmented = Path(work) / "augmented.onnx"
+    onnx.save(model, str(augmented))
+    sess = session(augmented)
+    names = [o.name for o in sess.get_outputs()]
+    stats = {t: StreamingHistogram() for t in tensors}
+    reader = SampleReader(samples, input_names)
+    count = 0
+    while (feed := reader.get_next()) is not None:
+        for name, value in zip(names, sess.run(None, feed)):
+            if name in stats:
+                stats[name].update(value)
+        count += 1
+        if snapshot is not None and count == snapshot_at:
+            snapshot.update({t: (h.seen_min, h.seen_max) for t, h in stats.items()})
+    augmented.unlink(missing_ok=True)
+    return stats
+
+
+def calibration_tensors(model) -> list[str]:
+    """Float, non-constant inputs and outputs of every node: what the QDQ quantizer may quantize
+    (the same rule as ORT's calibrators)."""
+    from onnx import TensorProto
+
+    infos = {vi.name: vi for vi in list(model.graph.value_info) + list(model.graph.output)
+             + list(model.graph.input)}
+    constants = {i.name for i in model.graph.initializer}
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16}
+    chosen = []
+    for node in model.graph.node:
+        for name in list(node.input) + list(node.output):
+            info = infos.get(name)
+            if (info is not None and name not in constants and name not in chosen
+                    and info.type.tensor_type.elem_type in floats):
+                chosen.append(name)
+    return chosen
 
 
 # Q/DQ presets per runtime. ort-u8s8: uint8 activations and int8 per-channel symmetric weights, the
@@ -190,16 +240,9 @@ def _strip_paths(config: str) -> str:
 def _method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 
+    # Only labels the cache file ORT reads back; the ranges themselves are edgekit's.
     return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-            "entropy": CalibrationMethod.Entropy}[name]
-
-
-def _calib_options(method: str) -> dict:
-    if method == "percentile":
-        return {"percentile": 99.99, "symmetric": False}
-    if method == "entropy":
-        return {"num_bins": 512, "num_quantized_bins": 128}
-    return {}
+            "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.MinMax}[name]
 
 
 @contextlib.contextmanager

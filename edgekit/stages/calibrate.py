@@ -38,14 +38,13 @@ class CalibrateStage:
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         files = fp32_graph(ctx, artifact, out, self.opset)
-        ranges = ort_backend.calibrate(out / MODEL, ctx.splits.calib, artifact.input_names, self.method, out)
-        (out / "augmented.onnx").unlink(missing_ok=True)
+        report: dict[str, Any] = {"method": self.method}
+        ranges = ort_backend.calibrate(out / MODEL, ctx.splits.calib, artifact.input_names, self.method, out,
+                                       report=report)
         write_json(out / RANGES, ranges)
         files["ranges"] = RANGES
         spans = [hi - lo for lo, hi in ranges.values()]
-        return artifact.derive(out, "onnx", files), {
-            "samples": len(ctx.splits.calib), "tensors": len(ranges), "method": self.method,
-            "widest_range": max(spans) if spans else 0.0}
+        return artifact.derive(out, "onnx", files), {**report, "widest_range": max(spans) if spans else 0.0}
 
 
 def fp32_graph(ctx, artifact: Artifact, out: Path, opset: int) -> dict[str, str]:

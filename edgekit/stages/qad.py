@@ -96,7 +96,6 @@ class QadStage:
         folded = artifact.derive(out, "torch", files, bn_folded=True)
         files.update(fp32_graph(ctx, folded, out, self.opset))
         fresh = ort_backend.calibrate(out / "model.onnx", ctx.splits.calib, names, self.method, out)
-        (out / "augmented.onnx").unlink(missing_ok=True)
         write_json(out / RANGES, {**fresh, **frozen})
         files["ranges"] = RANGES
         metrics.update({"quantized_layers": len(covered), "recover_epochs": recover_epochs,
