@@ -39,3 +39,19 @@ def test_inspect_transformers_folder(mnv2):
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["inputs"]["pixel_values"] == [1, 3, 32, 32] and len(info["prunable_groups"]) > 5
+
+
+def test_bert_dynamic_int8_is_fused_quantized_and_faithful(tmp_path):
+    from arch_zoo import build
+    from edgekit.api import compress
+
+    model, _ = build("bert")
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 100, (120, 12)).astype(np.int64)
+    np.savez(tmp_path / "text.npz", input_ids=ids, attention_mask=np.ones_like(ids))
+    report = compress(model.model, str(tmp_path / "text.npz"), target="arm64", out=tmp_path / "b", quant="dynamic")
+    export = next(s for s in report["stages"] if s["name"] == "export")["metrics"]
+    ops = export["optimized_ops"]
+    assert ops.get("SkipLayerNormalization", 0) > 0  # transformer fusion ran before quantization
+    assert ops.get("DynamicQuantizeMatMul", 0) + ops.get("MatMulIntegerToFloat", 0) >= 8
+    assert report["final"]["agreement"] > 0.9 and report["final"]["size_bytes"] < report["fp32"]["size_bytes"]

@@ -168,11 +168,37 @@ def quantize_qdq(fp32: Path, out: Path, ranges: dict[str, list[float]], method: 
 
 
 def quantize_dynamic(fp32: Path, out: Path) -> Path:
+    """Dynamic INT8 for Linear/MatMul-heavy models; transformer graphs are fused first.
+
+    The fused graph holds contrib ops without type information for the
+    quantizer, hence DefaultTensorType=float.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic as ort_quantize_dynamic
 
-    with _quiet():
-        ort_quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                             extra_options={"DefaultTensorType": 1})
+    with tempfile.TemporaryDirectory(prefix="edgekit-dyn-") as tmp:
+        src = fuse_transformer(fp32, Path(tmp) / "fused.onnx") or fp32
+        with _quiet():
+            ort_quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                                 extra_options={"DefaultTensorType": 1})
+    return out
+
+
+def fuse_transformer(fp32: Path, out: Path) -> Path | None:
+    """ORT's transformer fusions (LayerNorm, Gelu, attention where matched) for graphs with attention;
+    None for other graphs or where the optimizer cannot handle the graph."""
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(fp32), load_external_data=False).graph.node]
+    if "Softmax" not in ops or ops.count("MatMul") < 2:
+        return None
+    from onnxruntime.transformers import optimizer
+
+    try:
+        with _quiet():
+            fused = optimizer.optimize_model(str(fp32), model_type="bert", num_heads=0, hidden_size=0)
+            fused.save_model_to_file(str(out))
+    except Exception:  # the optimizer raises many types on graphs it does not recognise; plain quantization still works
+        return None
     return out
 
 

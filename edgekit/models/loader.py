@@ -77,7 +77,7 @@ def _load_onnx(path: Path) -> LoadedModel:
 def _load_hf(path: Path, weights: str | Path | None) -> LoadedModel:
     import transformers
 
-    from .wrappers import LogitsOnly
+    from .wrappers import LogitsOnly, transformers_input_names
 
     transformers.utils.logging.disable_progress_bar()
     if not (path / "config.json").is_file():
@@ -92,8 +92,7 @@ def _load_hf(path: Path, weights: str | Path | None) -> LoadedModel:
         model = cls.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, AttributeError, KeyError) as exc:
         raise ModelLoadError(f"cannot load transformers model from {path}: {_first_line(exc)}") from exc
-    main = getattr(model, "main_input_name", "input_ids")
-    names = [main] + (["attention_mask"] if main == "input_ids" else [])
+    names = transformers_input_names(model)
     wrapped = LogitsOnly(model, names).eval()
     if weights is not None:
         load_weights_into(wrapped.model, weights)

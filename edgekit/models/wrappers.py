@@ -40,7 +40,13 @@ def main_output(out):
 
 
 def forward_input_names(model: nn.Module) -> list[str]:
-    """Names of forward() arguments without defaults: the model's required inputs."""
+    """Names of forward() arguments without defaults: the model's required inputs.
+
+    transformers models default every argument to None; their main input
+    (plus the attention mask for text) is what they need.
+    """
+    if hasattr(model, "main_input_name"):
+        return transformers_input_names(model)
     params = inspect.signature(model.forward).parameters.values()
     names = [
         p.name
@@ -49,3 +55,8 @@ def forward_input_names(model: nn.Module) -> list[str]:
         and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     return names or ["x"]
+
+
+def transformers_input_names(model: nn.Module) -> list[str]:
+    main = getattr(model, "main_input_name", "input_ids")
+    return [main] + (["attention_mask"] if main == "input_ids" else [])
