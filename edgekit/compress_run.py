@@ -26,7 +26,7 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
 
     target = load_target(cfg.target)
     student = load_model(cfg.model, cfg.weights)
-    if student.is_onnx and (_prunes(cfg) or cfg.quant == "qad"):
+    if student.is_onnx and (cfg.prune > 0 or cfg.layer_ratios or cfg.quant == "qad"):
         raise InputError(f"{cfg.model} is ONNX: pruning and QAD need a PyTorch model; "
                          "use --prune 0 with --quant static or dynamic")
     splits = _splits(cfg, student.input_names)
@@ -127,7 +127,7 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
     from .stages.source import SourceStage
 
     stages: list = [SourceStage(opset=target.opset)]
-    if _prunes(cfg):
+    if _prunes(cfg, is_onnx):
         stages.append(PruneStage(ratio=cfg.prune, round_to=target.round_to, protect=cfg.protect,
                                  importance=cfg.importance, global_ranking=cfg.global_prune,
                                  min_channels=cfg.min_channels, max_layer_ratio=cfg.max_layer_ratio,
@@ -138,16 +138,18 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
     if cfg.quant == "qad":
         stages.append(QadStage(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
                                batch_size=cfg.batch_size, method=cfg.calib,
-                               recover=_prunes(cfg),
+                               recover=_prunes(cfg, is_onnx),
                                opset=target.opset))
-    stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset, preset=target.quant_preset))
+    stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset, preset=target.quant_preset,
+                              max_drop=cfg.max_accuracy_drop))
     stages.append(CompileStage(ort_format=target.ort_format))
     stages.append(BenchStage(BenchSettings(**target.bench.model_dump())))
     return stages
 
 
-def _prunes(cfg: CompressConfig) -> bool:
-    return cfg.prune > 0 or bool(cfg.layer_ratios) or cfg.max_accuracy_drop is not None
+def _prunes(cfg: CompressConfig, is_onnx: bool) -> bool:
+    """Explicit ratios prune; a budget alone searches a pruning too, for PyTorch students."""
+    return cfg.prune > 0 or bool(cfg.layer_ratios) or (cfg.max_accuracy_drop is not None and not is_onnx)
 
 
 def publish(cfg: CompressConfig, target, final: Artifact, ctx: Context, student) -> dict[str, Any]:

@@ -24,6 +24,7 @@ class ExportStage:
     method: str = "minmax"
     opset: int = 17
     preset: str = "ort-u8s8"
+    max_drop: float | None = None  # accuracy-aware fallback budget (points)
     name: str = "export"
     accepts: tuple[str, ...] = ("torch", "onnx")
 
@@ -32,14 +33,15 @@ class ExportStage:
             raise InputError(f"--quant {self.quant} is unknown; choose one of {', '.join(QUANT_MODES)}")
 
     def settings(self) -> dict[str, Any]:
-        return {"quant": self.quant, "method": self.method, "opset": self.opset, "preset": self.preset}
+        return {"quant": self.quant, "method": self.method, "opset": self.opset, "preset": self.preset,
+                "max_drop": self.max_drop}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         if self.quant in ("static", "qad"):
             if not artifact.has("ranges"):
                 raise InputError("static INT8 export needs calibration ranges; run the calibrate stage first")
             ranges = json.loads(artifact.path("ranges").read_text())
-            ort_backend.quantize_qdq(artifact.path("onnx"), out / MODEL, ranges, self.method, preset=self.preset)
+            fallback = self._quantize_static(ctx, artifact, ranges, out / MODEL)
             fmt = "onnx-qdq"
             if self.preset == "trt-s8s8":
                 _check_tensorrt_rules(out / MODEL)
@@ -57,12 +59,47 @@ class ExportStage:
                 shutil.copyfile(src, out / MODEL)
                 fmt = "onnx"
             shutil.rmtree(out / "_fp32", ignore_errors=True)
+            fallback = None
         counts = ort_backend.optimized_op_counts(out / MODEL)
         outputs = ort_backend.run_model(out / MODEL, ctx.splits.eval, artifact.input_names)
         metrics = {"integer_kernels": ort_backend.integer_kernels(counts),
                    "optimized_ops": dict(sorted(counts.items())), "quant": self.quant,
                    **fidelity(outputs, ctx, artifact.input_names)}
+        if fallback is not None:
+            metrics["fallback"] = fallback
         return artifact.derive(out, fmt, {"onnx": MODEL}), metrics
+
+
+    def _quantize_static(self, ctx, artifact: Artifact, ranges: dict, out: Path) -> dict | None:
+        """Plain static INT8, or with --max-accuracy-drop the fewest FP32 fallbacks that meet it."""
+        fp32 = artifact.path("onnx")
+
+        def quantize(exclude: list[str], path: Path) -> Path:
+            return ort_backend.quantize_qdq(fp32, path, ranges, self.method, exclude=exclude, preset=self.preset)
+
+        if self.max_drop is None:
+            quantize([], out)
+            return None
+        from ..quant.fallback import fallback_search
+
+        names = artifact.input_names
+        baseline = fidelity(ort_backend.run_model(fp32, ctx.splits.eval, names), ctx, names)
+
+        def drop_of(path: Path) -> float:
+            now = fidelity(ort_backend.run_model(path, ctx.splits.eval, names), ctx, names)
+            if baseline["accuracy"] is not None:
+                return baseline["accuracy"] - now["accuracy"]
+            return 100 * (baseline["agreement"] - now["agreement"])
+
+        first, _ = next(ctx.splits.eval.batches(1))
+
+        def latency_of(path: Path) -> float:
+            from ..latency import time_runs
+
+            runs = time_runs(ort_backend.session(path), {n: first[n] for n in names}, 10, 200)
+            return float(sorted(runs)[len(runs) // 2])
+
+        return fallback_search(quantize, fp32, out, ctx.splits.eval, names, drop_of, self.max_drop, latency_of)
 
 
 def _check_tensorrt_rules(path: Path) -> None:
