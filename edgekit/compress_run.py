@@ -138,7 +138,7 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
     if cfg.quant == "qad":
         stages.append(QadStage(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
                                batch_size=cfg.batch_size, method=cfg.calib,
-                               recover=_prunes(cfg, is_onnx),
+                               recover=_prunes(cfg, is_onnx), alpha_end=cfg.alpha_end, patience=cfg.patience,
                                opset=target.opset))
     stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset, preset=target.quant_preset,
                               max_drop=cfg.max_accuracy_drop))

@@ -36,6 +36,8 @@ class CompressConfig(BaseModel):
     lr: float = Field(3e-3, gt=0)
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.5, ge=0, le=1)
+    alpha_end: float | None = Field(None, ge=0, le=1)
+    patience: int = Field(0, ge=0)
     batch_size: int = Field(64, ge=1)
     split: str = "0.7,0.1,0.2"
     seed: int = 0

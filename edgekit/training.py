@@ -41,6 +41,15 @@ class TrainConfig:
     alpha: float = 0.5
     batch_size: int = 64
     seed: int = 0
+    alpha_end: float | None = None  # alpha moves linearly from `alpha` to this over the epochs
+    patience: int = 0  # stop after this many epochs without a better validation score (0: never)
+
+
+def alpha_at(cfg: TrainConfig, epoch: int) -> float:
+    """The task-loss weight of this epoch: constant, or a linear ramp to `alpha_end`."""
+    if cfg.alpha_end is None or cfg.epochs < 2:
+        return cfg.alpha
+    return cfg.alpha + (cfg.alpha_end - cfg.alpha) * epoch / (cfg.epochs - 1)
 
 
 Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor | None]
@@ -48,11 +57,15 @@ Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor | None]
 
 def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[int], Iterable[Batch]],
             cfg: TrainConfig, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-            train_mode: Callable[[nn.Module], None] | None = None) -> list[dict[str, float]]:
+            train_mode: Callable[[nn.Module], None] | None = None,
+            validate: Callable[[], float] | None = None) -> list[dict[str, float]]:
     """Train `student` against `teacher` (or labels only when teacher is None).
 
     `batches(epoch)` yields (inputs, labels) so the caller owns shuffling and
     seeding; `train_mode` lets QAD keep BatchNorm frozen while training.
+    With `validate` (higher is better, e.g. agreement on held-out data) the
+    best epoch's weights are kept, and training stops after `cfg.patience`
+    epochs without improvement.
     """
     torch.manual_seed(cfg.seed)
     opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=cfg.lr)
@@ -60,7 +73,9 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
     if teacher is not None:
         teacher.eval()
     history = []
+    best_score, best_state, since_best = -float("inf"), None, 0
     for epoch in range(cfg.epochs):
+        alpha = alpha_at(cfg, epoch)
         (train_mode or (lambda m: m.train()))(student)
         sums: dict[str, float] = {}
         count = 0
@@ -69,7 +84,7 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
             if teacher is not None:
                 with torch.no_grad():
                     target = teacher(*inputs)
-                parts = kd_loss(logits, target, labels, cfg.temperature, cfg.alpha)
+                parts = kd_loss(logits, target, labels, cfg.temperature, alpha)
             else:
                 parts = {"task": F.cross_entropy(logits, labels)}
                 parts["total"] = parts["task"]
@@ -82,9 +97,23 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
         sched.step()
         student.eval()
         record = {k: v / max(count, 1) for k, v in sums.items()}
+        record["alpha"] = alpha
+        stop = False
+        if validate is not None:
+            record["validation"] = score = float(validate())
+            if score > best_score:
+                best_score, since_best = score, 0
+                best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+            else:
+                since_best += 1
+                stop = cfg.patience > 0 and since_best >= cfg.patience
         history.append(record)
         if on_epoch:
             on_epoch(epoch, record)
+        if stop:
+            break
+    if best_state is not None:
+        student.load_state_dict(best_state)
     student.eval()
     return history
 

@@ -138,3 +138,11 @@ def test_python_api_takes_a_module_and_batches(tmp_path, digits_npz, tiny_weight
     report = compress(module, batches, target="arm64", out=tmp_path / "api", quant="static")
     assert report["final"]["eval_samples"] == 200 and report["final"]["agreement"] > 0.9
     assert (tmp_path / "api" / "arm64" / "model.ort").is_file()
+
+
+def test_qad_alpha_schedule_and_early_stopping(tmp_path, digits_npz, tiny_weights):
+    report = _run(tmp_path / "es", digits_npz, tiny_weights, quant="qad", prune=0.0, epochs=4, alpha=0.8,
+                  alpha_end=0.2, patience=1)
+    history = next(s for s in report["stages"] if s["name"] == "qad")["metrics"]["loss_history"]
+    assert history[0]["alpha"] == 0.8 and all("validation" in h for h in history)
+    assert len(history) == 4 or history[-1]["validation"] <= max(h["validation"] for h in history[:-1])

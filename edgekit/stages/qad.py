@@ -43,6 +43,8 @@ class QadStage:
     batch_size: int = 64
     method: str = "minmax"
     recover: bool = False
+    alpha_end: float | None = None
+    patience: int = 0
     opset: int = 17
     name: str = "qad"
     accepts: tuple[str, ...] = ("onnx",)
@@ -52,7 +54,7 @@ class QadStage:
             raise InputError("QAD needs --epochs >= 1, --lr > 0, --temperature > 0 and --alpha in [0, 1]")
 
     def settings(self) -> dict[str, Any]:
-        keys = ("epochs", "lr", "temperature", "alpha", "batch_size", "method", "recover")
+        keys = ("epochs", "lr", "temperature", "alpha", "batch_size", "method", "recover", "alpha_end", "patience")
         return {k: getattr(self, k) for k in keys}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
@@ -84,7 +86,7 @@ class QadStage:
         # The weights are trained already: fine-tune under rounding at a tenth of --lr.
         quant_cfg = self._config(ctx, quant_epochs, lr_scale=0.1)
         history += distill(model, ctx.teacher, self._batches(ctx, names), quant_cfg,
-                           on_epoch=on_epoch, train_mode=freeze_batchnorm)
+                           on_epoch=on_epoch, train_mode=freeze_batchnorm, validate=_calib_agreement(ctx, model, names, self.patience))
         metrics = {f"fakequant_{k}": v for k, v in torch_fidelity(model, ctx, names).items()}
         quantizers = activation_quantizers(model)
         frozen = {tensor_of[n]: quantizers[n].range() for n in covered}
@@ -106,10 +108,23 @@ class QadStage:
 
     def _config(self, ctx, epochs: int, lr_scale: float = 1.0) -> TrainConfig:
         return TrainConfig(epochs=epochs, lr=self.lr * lr_scale, temperature=self.temperature, alpha=self.alpha,
-                           batch_size=self.batch_size, seed=ctx.seed)
+                           batch_size=self.batch_size, seed=ctx.seed, alpha_end=self.alpha_end,
+                           patience=self.patience)
 
     def _batches(self, ctx, names: list[str]):
         return epoch_batches(ctx.splits.train, names, self.batch_size, ctx.seed)
+
+
+def _calib_agreement(ctx, model, names: list[str], patience: int):
+    """Validation for early stopping (only with --patience): top-1 agreement with the teacher on the
+    calibration split, disjoint from the evaluation split that the report measures."""
+    from ..metrics import top1_agreement
+    from .fidelity import torch_outputs
+
+    if ctx.teacher is None or not patience:
+        return None
+    reference = torch_outputs(ctx.teacher, ctx.splits.calib, names)
+    return lambda: top1_agreement(torch_outputs(model, ctx.splits.calib, names), reference)
 
 
 def _log_epoch(epoch: int, record: dict[str, float]) -> None:

@@ -1,0 +1,40 @@
+"""The distillation loop: loss parts, alpha schedule, early stopping that keeps the best epoch."""
+
+import pytest
+import torch
+from torch import nn
+
+from edgekit.training import TrainConfig, alpha_at, distill, kd_loss
+
+
+def test_kd_loss_parts_and_temperature_scaling():
+    student, teacher = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    parts = kd_loss(student, teacher, torch.tensor([1]), temperature=2.0, alpha=0.25)
+    assert set(parts) == {"kd", "task", "total"}
+    assert parts["total"] == pytest.approx(0.75 * parts["kd"] + 0.25 * parts["task"])
+    same = kd_loss(teacher, teacher, None, temperature=4.0, alpha=0.5)
+    assert float(same["kd"]) == pytest.approx(0.0, abs=1e-6) and "task" not in same
+
+
+def test_alpha_ramps_linearly_over_the_epochs():
+    cfg = TrainConfig(epochs=5, alpha=0.8, alpha_end=0.0)
+    assert [round(alpha_at(cfg, e), 3) for e in range(5)] == [0.8, 0.6, 0.4, 0.2, 0.0]
+    assert alpha_at(TrainConfig(epochs=5, alpha=0.3), 4) == 0.3
+
+
+def test_early_stop_restores_the_best_epoch():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    scores = iter([0.5, 0.9, 0.7, 0.6, 0.95])
+    weights_at = []
+
+    def validate():
+        weights_at.append(model.weight.detach().clone())
+        return next(scores)
+
+    history = distill(model, None, lambda e: [((x,), y)], TrainConfig(epochs=5, lr=0.1, patience=2),
+                      validate=validate)
+    assert len(history) == 4  # epochs 3 and 4 did not beat epoch 2: stopped
+    assert torch.equal(model.weight, weights_at[1])
+    assert [h["validation"] for h in history] == [0.5, 0.9, 0.7, 0.6]
