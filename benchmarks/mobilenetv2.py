@@ -14,7 +14,6 @@ statistics recalibrated on those images before anything is measured.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -122,10 +121,10 @@ def main() -> None:
     common = dict(model=str(work / "mnv2"), data=str(work / "data.npz"), target="x86-64", split=split)
     timings = {}
     start = time.perf_counter()
-    int8 = compress(**common, out=work / "int8", quant="static")
+    compress(**common, out=work / "int8", quant="static")
     timings["edgekit INT8"] = time.perf_counter() - start
     start = time.perf_counter()
-    pruned = compress(**common, out=work / "pruned", quant="static", prune=0.5)
+    compress(**common, out=work / "pruned", quant="static", prune=0.5)
     timings["edgekit pruned 50% + INT8"] = time.perf_counter() - start
     fp32 = work / "int8" / "work" / "01-source" / "fp32.onnx"
     calib = images[: args.calib]

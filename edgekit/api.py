@@ -42,7 +42,6 @@ def check_out_dir(out: Path, force: bool, resume: bool) -> None:
         raise InputError(f"--out {out} is a file; give a folder path")
     if out.exists() and force and not resume:
         shutil.rmtree(out)
-    return None
 
 
 def bench(folder: str | Path, data: str, baseline: str | None = None, runs: int | None = None) -> dict[str, Any]:

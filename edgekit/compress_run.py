@@ -18,6 +18,7 @@ from .models import load_model
 from .pipeline import Context, run_stages
 from .recipe import CompressConfig, load_layer_ratios
 from .report import build_report, write_report
+from .stages.fidelity import fidelity_drop
 from .target import load_target
 
 
@@ -54,10 +55,8 @@ def check_budget(cfg: CompressConfig, final: Artifact, work: Path) -> None:
     bench = next(h for h in final.history if h.name == "bench")
     measured = json.loads((work / bench.folder / "measurements.json").read_text())
     fp32, last = measured["fp32"], measured["final"]
-    if fp32["accuracy"] is not None and last["accuracy"] is not None:
-        drop, unit = fp32["accuracy"] - last["accuracy"], "points of accuracy"
-    else:
-        drop, unit = 100 * (1 - last["agreement"]), "points of top-1 agreement"
+    drop = fidelity_drop(fp32, last)
+    unit = "points of accuracy" if fp32["accuracy"] is not None else "points of top-1 agreement"
     if drop > cfg.max_accuracy_drop:
         raise BudgetExceededError(
             f"the final model lost {drop:.2f} {unit} (budget {cfg.max_accuracy_drop}), so nothing was published; "

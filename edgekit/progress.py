@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from rich.console import Console
 
 console = Console(stderr=True)
@@ -11,7 +9,3 @@ console = Console(stderr=True)
 
 def set_quiet(quiet: bool) -> None:
     console.quiet = quiet
-
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()

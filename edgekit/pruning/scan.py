@@ -20,6 +20,7 @@ from ..latency import time_runs
 from ..metrics import accuracy, onnx_params_and_macs, top1_agreement
 from ..onnx_export import export_onnx
 from ..progress import console
+from ..stages.fidelity import fidelity_drop
 from .policy import PRUNABLE, default_protected, ignored_layers
 
 
@@ -47,7 +48,7 @@ def scan(model: nn.Module, example: tuple[torch.Tensor, ...], evals, input_names
     from ..stages.prune import PruneStage, prune_model, recalibrate_batchnorm
 
     reference = torch_outputs(model, evals, input_names)
-    base = _measure(model, example, input_names, evals, reference, runs)
+    base = measure(model, example, input_names, evals, reference, runs)
     groups = []
     for root in prunable_roots(model, example, protect):
         rows = []
@@ -58,14 +59,15 @@ def scan(model: nn.Module, example: tuple[torch.Tensor, ...], evals, input_names
             if recalib is not None:
                 recalibrate_batchnorm(candidate, recalib, input_names)
             rows.append({"ratio": ratio, "channels": plan["channels"].get(root),
-                         **_measure(candidate, example, input_names, evals, reference, runs)})
+                         **measure(candidate, example, input_names, evals, reference, runs)})
         groups.append({"root": root, "results": rows})
         console.log(f"  scanned {root}: " + ", ".join(
             f"{r['ratio']:.2f}→agr {r['agreement']:.3f} {r['latency_ms']:.3f} ms" for r in rows))
     return {"baseline": base, "ratios": ratios, "groups": groups}
 
 
-def _measure(model, example, input_names, evals, reference, runs: int) -> dict[str, Any]:
+def measure(model, example, input_names, evals, reference, runs: int) -> dict[str, Any]:
+    """Accuracy, agreement with `reference`, MACs and median ORT latency of a torch model."""
     from ..backends import ort as ort_backend
     from ..stages.fidelity import torch_outputs
 
@@ -86,16 +88,10 @@ def propose(result: dict[str, Any], max_drop: float) -> dict[str, float]:
     for group in result["groups"]:
         best = 0.0
         for row in group["results"]:
-            if _drop(base, row) <= max_drop:
+            if fidelity_drop(base, row) <= max_drop:
                 best = max(best, row["ratio"])
         proposal[group["root"]] = best
     return proposal
-
-
-def _drop(base: dict, row: dict) -> float:
-    if base["accuracy"] is not None and row["accuracy"] is not None:
-        return base["accuracy"] - row["accuracy"]
-    return 100 * (base["agreement"] - row["agreement"])
 
 
 def plot_scan(result: dict[str, Any], path: Path) -> None:
@@ -108,7 +104,7 @@ def plot_scan(result: dict[str, Any], path: Path) -> None:
     base = result["baseline"]
     for group in result["groups"]:
         ratios = [r["ratio"] for r in group["results"]]
-        ax1.plot(ratios, [_drop(base, r) for r in group["results"]], marker="o", label=group["root"])
+        ax1.plot(ratios, [fidelity_drop(base, r) for r in group["results"]], marker="o", label=group["root"])
         ax2.plot(ratios, [r["latency_ms"] / base["latency_ms"] for r in group["results"]], marker="o")
     ax1.set_xlabel("pruning ratio of one group")
     ax1.set_ylabel("accuracy drop (points)")

@@ -46,15 +46,15 @@ def prune_iteratively(model, example, settings, ctx, names: list[str], steps: in
 
 def budget_search(model, example, settings, ctx, names: list[str], epochs: int) -> tuple[Any, dict[str, Any], dict]:
     """Return (pruned model, plan, report) for the fastest candidate within the budget."""
-    from ..stages.fidelity import torch_fidelity
+    from ..stages.fidelity import fidelity_drop, teacher_outputs, torch_fidelity
     from ..stages.prune import prune_model, recalibrate_batchnorm
-    from .scan import _measure, propose, scan
+    from .scan import measure, propose, scan
 
     evals = ctx.splits.eval
     scanned = scan(model, example, evals, names, [0.25, 0.5, 0.75], settings.round_to, settings.protect,
                    recalib=ctx.splits.train)
     base = torch_fidelity(model, ctx, names)
-    reference = ctx.cache.get("teacher_eval")
+    reference = teacher_outputs(ctx, names)
     candidates: dict[str, dict[str, float] | float] = {}
     for scale in TOLERANCE_SCALES:
         ratios = propose(scanned, settings.max_accuracy_drop * scale)
@@ -75,9 +75,8 @@ def budget_search(model, example, settings, ctx, names: list[str], epochs: int) 
         recalibrate_batchnorm(trial, ctx.splits.train, names)
         finetune(trial, ctx, names, epochs)
         quality = torch_fidelity(trial, ctx, names)
-        timing = _measure(trial, example, names, evals, reference if reference is not None else
-                          _outputs(model, evals, names), runs=300)
-        drop = _drop(base, quality)
+        timing = measure(trial, example, names, evals, reference, runs=300)
+        drop = fidelity_drop(base, quality)
         row = {"candidate": label, "accuracy": quality["accuracy"], "agreement": quality["agreement"],
                "drop": drop, "latency_ms": timing["latency_ms"], "macs": timing["macs"],
                "params": sum(p.numel() for p in trial.parameters()), "within_budget": drop <= settings.max_accuracy_drop}
@@ -88,21 +87,9 @@ def budget_search(model, example, settings, ctx, names: list[str], epochs: int) 
     report = {"baseline": base, "candidates": rows, "budget": settings.max_accuracy_drop,
               "verdict": _verdict(best, rows)}
     if best is None:
-        return model, {**prune_model(model, example, replace(settings, ratio=0.0, layer_ratios=None,
-                                                             max_accuracy_drop=None))}, report
+        return model, prune_model(model, example, replace(settings, ratio=0.0, layer_ratios=None,
+                                                          max_accuracy_drop=None)), report
     return best[0], best[1], report
-
-
-def _outputs(model, evals, names):
-    from ..stages.fidelity import torch_outputs
-
-    return torch_outputs(model, evals, names)
-
-
-def _drop(base: dict, quality: dict) -> float:
-    if base["accuracy"] is not None and quality["accuracy"] is not None:
-        return base["accuracy"] - quality["accuracy"]
-    return 100 * (base["agreement"] - quality["agreement"])
 
 
 def _verdict(best, rows: list[dict]) -> str:

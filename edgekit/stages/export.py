@@ -12,7 +12,7 @@ from ..artifact import Artifact
 from ..backends import ort as ort_backend
 from ..errors import InputError, StageError
 from .calibrate import fp32_graph
-from .fidelity import fidelity
+from .fidelity import fidelity, fidelity_drop
 
 MODEL = "model.onnx"
 QUANT_MODES = ("static", "qad", "dynamic", "none")
@@ -69,7 +69,6 @@ class ExportStage:
             metrics["fallback"] = fallback
         return artifact.derive(out, fmt, {"onnx": MODEL}), metrics
 
-
     def _quantize_static(self, ctx, artifact: Artifact, ranges: dict, out: Path) -> dict | None:
         """Plain static INT8, or with --max-accuracy-drop the fewest FP32 fallbacks that meet it."""
         fp32 = artifact.path("onnx")
@@ -86,10 +85,7 @@ class ExportStage:
         baseline = fidelity(ort_backend.run_model(fp32, ctx.splits.eval, names), ctx, names)
 
         def drop_of(path: Path) -> float:
-            now = fidelity(ort_backend.run_model(path, ctx.splits.eval, names), ctx, names)
-            if baseline["accuracy"] is not None:
-                return baseline["accuracy"] - now["accuracy"]
-            return 100 * (baseline["agreement"] - now["agreement"])
+            return fidelity_drop(baseline, fidelity(ort_backend.run_model(path, ctx.splits.eval, names), ctx, names))
 
         first, _ = next(ctx.splits.eval.batches(1))
 

@@ -35,3 +35,14 @@ def fidelity(outputs: np.ndarray, ctx, input_names: list[str]) -> dict[str, floa
 
 def torch_fidelity(model, ctx, input_names: list[str]) -> dict[str, float | None]:
     return fidelity(torch_outputs(model, ctx.splits.eval, input_names), ctx, input_names)
+
+
+def fidelity_drop(base: dict, now: dict) -> float:
+    """Points lost from `base` to `now`: accuracy where both have it, else top-1 agreement x 100.
+
+    The one measure every budget in edgekit (scan, pruning search, fallback,
+    final check) is compared against.
+    """
+    if base.get("accuracy") is not None and now.get("accuracy") is not None:
+        return base["accuracy"] - now["accuracy"]
+    return 100 * ((base.get("agreement") or 1.0) - now["agreement"])

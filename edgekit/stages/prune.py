@@ -8,7 +8,6 @@ as a replayable JSON plan.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,11 +115,6 @@ def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: P
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pruner.step()
-    except IndexError as exc:
-        raise StageError(
-            f"pruning failed: the dependency graph lost track of channels ({' '.join(str(exc).split())[:80]}); "
-            "a torch.chunk/split of a conv output is the usual cause: compute each part with its own "
-            "convolution (two convolutions instead of one split), or --protect that layer") from exc
     except Exception as exc:  # the graph tracer raises many types on unsupported models
         raise StageError(f"pruning failed on this model ({' '.join(str(exc).split())[:160]}); "
                          "try --protect on the layer named, or --prune 0") from exc
@@ -180,7 +174,3 @@ def channel_counts(model: nn.Module) -> dict[str, list[int]]:
         elif isinstance(m, nn.Linear):
             counts[name] = [m.in_features, m.out_features]
     return counts
-
-
-def plan_summary(plan_path: Path) -> dict:
-    return json.loads(Path(plan_path).read_text())["channels"]

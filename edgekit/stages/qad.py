@@ -16,22 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from ..artifact import Artifact
 from ..backends import ort as ort_backend
 from ..errors import InputError
 from ..fsutil import write_json
+from ..onnx_export import export_onnx
 from ..progress import console
 from ..quant.bn_fold import fold_batchnorm
 from ..quant.prepare import (activation_quantizers, conv_input_tensor_map, freeze_batchnorm, freeze_observers,
                              observe_ranges, prepare_qat, strip_qat)
 from ..torch_artifact import example_inputs, materialize, save_weights
 from ..training import TrainConfig, distill, epoch_batches
-from ..onnx_export import export_onnx
 from .calibrate import RANGES, fp32_graph
+from .fidelity import torch_fidelity
 
 RECOVERED = "pruned_fp32.onnx"
-from .fidelity import torch_fidelity
 
 
 @dataclass
@@ -68,7 +67,6 @@ class QadStage:
         if recover_epochs:
             history += distill(model, ctx.teacher, self._batches(ctx, names), self._config(ctx, recover_epochs),
                                on_epoch=_log_epoch)
-        if recover_epochs:
             export_onnx(model, example, names, out / RECOVERED, self.opset)
         fold_batchnorm(model, example)
         ranges = json.loads(artifact.path("ranges").read_text())
@@ -85,8 +83,8 @@ class QadStage:
 
         # The weights are trained already: fine-tune under rounding at a tenth of --lr.
         quant_cfg = self._config(ctx, quant_epochs, lr_scale=0.1)
-        history += distill(model, ctx.teacher, self._batches(ctx, names), quant_cfg,
-                           on_epoch=on_epoch, train_mode=freeze_batchnorm, validate=_calib_agreement(ctx, model, names, self.patience))
+        history += distill(model, ctx.teacher, self._batches(ctx, names), quant_cfg, on_epoch=on_epoch,
+                           train_mode=freeze_batchnorm, validate=_calib_agreement(ctx, model, names, self.patience))
         metrics = {f"fakequant_{k}": v for k, v in torch_fidelity(model, ctx, names).items()}
         quantizers = activation_quantizers(model)
         frozen = {tensor_of[n]: quantizers[n].range() for n in covered}
