@@ -33,6 +33,7 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
     splits = _splits(cfg, student.input_names)
     reference = check_model_fits(student, splits)
     teacher = _teacher(cfg, student)
+    _check_feature_kd(cfg, student, teacher, splits)
     stages = build_stages(cfg, target, student.is_onnx)
     check_out_dir(cfg.out, cfg.force, cfg.resume)
     work = cfg.out / "work"
@@ -109,6 +110,22 @@ def _teacher(cfg: CompressConfig, student):
     return teacher.module
 
 
+def _check_feature_kd(cfg: CompressConfig, student, teacher, splits) -> None:
+    """Layer names and shapes of --feature-kd are checked before any stage runs."""
+    if not cfg.feature_kd:
+        return
+    if cfg.quant != "qad":
+        raise InputError("--feature-kd trains during QAD; add --quant qad or drop --feature-kd")
+    from .feature_kd import FeatureKD, parse_pairs
+    from .torch_artifact import example_inputs
+
+    probe = FeatureKD(parse_pairs(cfg.feature_kd))
+    try:
+        probe.attach(student.module, teacher, example_inputs(splits, student.input_names))
+    finally:
+        probe.detach()
+
+
 def _initial_artifact(student) -> Artifact:
     files = {"onnx": str(Path(student.onnx_path).resolve())} if student.is_onnx else {}
     return Artifact(format="onnx" if student.is_onnx else "torch", folder=".", files=files,
@@ -138,7 +155,8 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
         stages.append(QadStage(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
                                batch_size=cfg.batch_size, method=cfg.calib,
                                recover=_prunes(cfg, is_onnx), alpha_end=cfg.alpha_end, patience=cfg.patience,
-                               opset=target.opset))
+                               learn_scales=cfg.learn_scales, feature_kd=tuple(cfg.feature_kd or ()),
+                               feature_weight=cfg.feature_weight, preset=target.quant_preset, opset=target.opset))
     stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset, preset=target.quant_preset,
                               max_drop=cfg.max_accuracy_drop))
     stages.append(CompileStage(ort_format=target.ort_format))

@@ -38,6 +38,9 @@ class CompressConfig(BaseModel):
     alpha: float = Field(0.5, ge=0, le=1)
     alpha_end: float | None = Field(None, ge=0, le=1)
     patience: int = Field(0, ge=0)
+    learn_scales: bool = False
+    feature_kd: list[str] | None = None
+    feature_weight: float = Field(1.0, ge=0)
     batch_size: int = Field(64, ge=1)
     split: str = "0.7,0.1,0.2"
     seed: int = 0

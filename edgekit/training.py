@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from .feature_kd import FeatureKD
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
@@ -58,24 +62,32 @@ Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor | None]
 def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[int], Iterable[Batch]],
             cfg: TrainConfig, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
             train_mode: Callable[[nn.Module], None] | None = None,
-            validate: Callable[[], float] | None = None) -> list[dict[str, float]]:
+            validate: Callable[[], float] | None = None, feature_kd: "FeatureKD | None" = None,
+            epochs: range | None = None) -> list[dict[str, float]]:
     """Train `student` against `teacher` (or labels only when teacher is None).
 
     `batches(epoch)` yields (inputs, labels) so the caller owns shuffling and
     seeding; `train_mode` lets QAD keep BatchNorm frozen while training.
     With `validate` (higher is better, e.g. agreement on held-out data) the
     best epoch's weights are kept, and training stops after `cfg.patience`
-    epochs without improvement.
+    epochs without improvement. `feature_kd` adds its loss on the chosen layer pairs.
+    `epochs` runs part of the schedule (learning rate and alpha follow all
+    `cfg.epochs`), so a caller can change the model between parts.
     """
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
+    params = [p for p in student.parameters() if p.requires_grad]
+    if feature_kd is not None:
+        feature_kd.attach(student, teacher, next(iter(batches(0)))[0])
+        params += list(feature_kd.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr)
     if teacher is not None:
         teacher.eval()
     history = []
     best_score, best_state, since_best = -float("inf"), None, 0
-    for epoch in range(cfg.epochs):
+    for epoch in epochs if epochs is not None else range(cfg.epochs):
         alpha = alpha_at(cfg, epoch)
+        for group in opt.param_groups:  # cosine annealing over the whole schedule
+            group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / max(cfg.epochs, 1)))
         (train_mode or (lambda m: m.train()))(student)
         sums: dict[str, float] = {}
         count = 0
@@ -85,6 +97,9 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
                 with torch.no_grad():
                     target = teacher(*inputs)
                 parts = kd_loss(logits, target, labels, cfg.temperature, alpha)
+                if feature_kd is not None:
+                    parts["feature"] = feature_kd.loss()
+                    parts["total"] = parts["total"] + feature_kd.weight * parts["feature"]
             else:
                 parts = {"task": F.cross_entropy(logits, labels)}
                 parts["total"] = parts["task"]
@@ -94,7 +109,6 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             count += 1
-        sched.step()
         student.eval()
         record = {k: v / max(count, 1) for k, v in sums.items()}
         record["alpha"] = alpha
@@ -112,6 +126,8 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
             on_epoch(epoch, record)
         if stop:
             break
+    if feature_kd is not None:
+        feature_kd.detach()
     if best_state is not None:
         student.load_state_dict(best_state)
     student.eval()

@@ -47,6 +47,7 @@ CASES = {
     "existing output": (dict(out="existing"), "--force"),
     "missing layer ratios": (dict(extra=("--layer-ratios", "{root}/none.json")), "prune scan"),
     "unknown importance": (dict(extra=("--importance", "random")), "--importance"),
+    "unknown feature-kd layer": (dict(extra=("--quant", "qad", "--feature-kd", "block9")), "no single layer 'block9'"),
 }
 
 

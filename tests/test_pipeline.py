@@ -146,3 +146,14 @@ def test_qad_alpha_schedule_and_early_stopping(tmp_path, digits_npz, tiny_weight
     history = next(s for s in report["stages"] if s["name"] == "qad")["metrics"]["loss_history"]
     assert history[0]["alpha"] == 0.8 and all("validation" in h for h in history)
     assert len(history) == 4 or history[-1]["validation"] <= max(h["validation"] for h in history[:-1])
+
+
+def test_qad_with_learned_scales_and_feature_kd_exports_what_it_trained(tmp_path, digits_npz, tiny_weights):
+    report = _run(tmp_path / "lsq", digits_npz, tiny_weights, quant="qad", prune=0.0, epochs=3,
+                  learn_scales=True, feature_kd=["block2"], feature_weight=0.5)
+    stages = {s["name"]: s["metrics"] for s in report["stages"]}
+    qad, export = stages["qad"], stages["export"]
+    assert all("feature" in h for h in qad["loss_history"])
+    assert qad["simulated_tensors"] == qad["quantized_tensors"] and not qad["not_simulated"]
+    # The graph ORT runs rounds as training did: same top-1 on the evaluation split.
+    assert abs(export["agreement"] - qad["fakequant_agreement"]) <= 0.01

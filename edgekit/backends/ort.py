@@ -167,6 +167,21 @@ def quantize_qdq(fp32: Path, out: Path, ranges: dict[str, list[float]], method: 
     return out
 
 
+def quantized_activations(path: Path) -> set[str]:
+    """Float tensors that a QDQ graph quantizes (weights excluded); a graph output that the
+    quantizer renamed is reported under its original name."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    return {n.input[0].removesuffix("_QuantizeLinear_Input") for n in graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in weights}
+
+
+def symmetric_activations(preset: str) -> bool:
+    return PRESETS[preset][1]
+
+
 def quantize_dynamic(fp32: Path, out: Path) -> Path:
     """Dynamic INT8 for Linear/MatMul-heavy models; transformer graphs are fused first.
 

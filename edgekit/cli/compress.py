@@ -49,6 +49,9 @@ def command(
     alpha: Annotated[Optional[float], typer.Option(help="Weight of the task loss when labels exist.")] = None,
     alpha_end: Annotated[Optional[float], typer.Option(help="Ramp the task-loss weight linearly to this by the last epoch.")] = None,
     patience: Annotated[Optional[int], typer.Option(help="QAD: stop after N epochs without better validation agreement.")] = None,
+    learn_scales: Annotated[Optional[bool], typer.Option("--learn-scales/--observed-scales", help="QAD: train activation ranges (LSQ) instead of observing them.")] = None,
+    feature_kd: Annotated[Optional[list[str]], typer.Option(help="QAD feature distillation pair STUDENT_LAYER[:TEACHER_LAYER] (repeatable).")] = None,
+    feature_weight: Annotated[Optional[float], typer.Option(help="Weight of the feature-KD loss.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Training batch size.")] = None,
     split: Annotated[Optional[str], typer.Option(help="train,calib,eval fractions of --data.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for splits and training.")] = None,
@@ -67,7 +70,8 @@ def command(
                  importance=importance, global_prune=global_prune, min_channels=min_channels,
                  max_layer_ratio=max_layer_ratio, layer_ratios=layer_ratios, prune_steps=prune_steps,
                  finetune_epochs=finetune_epochs, max_accuracy_drop=max_accuracy_drop,
-                 calib=calib, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha, alpha_end=alpha_end, patience=patience, batch_size=batch_size,
+                 calib=calib, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha, alpha_end=alpha_end, patience=patience,
+                 learn_scales=learn_scales, feature_kd=feature_kd, feature_weight=feature_weight, batch_size=batch_size,
                  split=split, seed=seed)
     options.update({k: v for k, v in given.items() if v is not None})
     _require(options, ("model", "data", "out"))

@@ -1,12 +1,15 @@
 """Fake quantization with a straight-through estimator, numerically matching ORT's quantizer.
 
 Weights: int8 symmetric per output channel, range [-127, 127], zero point 0.
-Activations: uint8 asymmetric per tensor, range widened to include 0.
+Activations: uint8 asymmetric per tensor (ORT preset) or int8 symmetric
+(TensorRT preset), range widened to include 0.
 These are the formulas ORT's QDQ quantizer uses, so the trained weights and
 ranges survive export unchanged.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -46,21 +49,33 @@ class WeightFakeQuant(nn.Module):
 
 
 class ActivationFakeQuant(nn.Module):
-    """Per-tensor uint8 fake quant whose range starts at the calibrated one.
+    """Per-tensor fake quant of one graph tensor, starting from its calibrated range.
 
-    While `observing`, training batches move the range by an exponential
-    moving average (the weights change under QAD, so their activations do);
-    then it is frozen. The range lives in buffers, so it is saved with the
-    weights and needs no learnable-scale op at export.
+    uint8 asymmetric (ORT preset) or int8 symmetric with zero point 0
+    (TensorRT preset), by the formulas of ORT's `compute_scale_zp`. While
+    `observing`, training batches move the range by an exponential moving
+    average (the weights change under QAD, so their activations do); then it
+    is frozen. With `learnable` the range ends are parameters trained through
+    the straight-through estimator instead (LSQ-style gradient scaling); either
+    way export reads the final range, so the graph holds fixed scales.
     """
 
-    def __init__(self, low: float, high: float, momentum: float = 0.05):
+    def __init__(self, low: float, high: float, momentum: float = 0.05, symmetric: bool = False,
+                 learnable: bool = False, tensor: str = ""):
         super().__init__()
-        self.register_buffer("low", torch.tensor(float(low)))
-        self.register_buffer("high", torch.tensor(float(high)))
+        low_t, high_t = torch.tensor(float(low)), torch.tensor(float(high))
+        if learnable:
+            self.low, self.high = nn.Parameter(low_t), nn.Parameter(high_t)
+        else:
+            self.register_buffer("low", low_t)
+            self.register_buffer("high", high_t)
         self.momentum = momentum
-        self.observing = True
+        self.symmetric = symmetric
+        self.learnable = learnable
+        self.tensor = tensor
+        self.observing = not learnable
         self.enabled = True
+        self.qmin, self.qmax = (-127, 127) if symmetric else (0, 255)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.observing:
@@ -69,14 +84,26 @@ class ActivationFakeQuant(nn.Module):
                 self.high.lerp_(x.max().clamp_min(0.0), self.momentum)
         if not self.enabled:
             return x
-        scale, zero_point = self.qparams()
-        return fake_quant(x, scale, zero_point, 0, 255)
+        scale, zero_point = self.qparams(x.numel() if self.learnable else 0)
+        return fake_quant(x, scale, zero_point, self.qmin, self.qmax)
 
-    def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
-        low, high = self.low.clamp_max(0.0), self.high.clamp_min(0.0)
+    def qparams(self, numel: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        low, high = self.low, self.high
+        if numel:  # LSQ: scale the range gradients so they do not swamp the weights'
+            g = 1.0 / math.sqrt(numel * self.qmax)
+            low, high = _grad_scale(low, g), _grad_scale(high, g)
+        low, high = low.clamp_max(0.0), high.clamp_min(0.0)
+        if self.symmetric:
+            scale = (torch.maximum(-low, high) / self.qmax).clamp_min(1e-8)
+            return scale, torch.zeros_like(scale)
         scale = ((high - low) / 255.0).clamp_min(1e-8)
-        zero_point = torch.clamp(torch.round(-low / scale), 0, 255)
+        zero_point = torch.clamp(_RoundSTE.apply(-low / scale), 0, 255)
         return scale, zero_point
 
     def range(self) -> list[float]:
-        return [float(self.low), float(self.high)]
+        return [float(self.low.detach()), float(self.high.detach())]
+
+
+def _grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
+    """x forward, g × its gradient backward."""
+    return (x - x * g).detach() + x * g

@@ -1,12 +1,14 @@
 """Quantization-aware distillation: fake-quant student trained against the FP32 teacher.
 
-BatchNorm is folded first (statistics frozen), weights get per-channel int8
-fake quant and conv/linear inputs get the calibrated uint8 ranges, so the
-student learns under the exact rounding the runtime will apply. After
-pruning (`recover`), the first half of the epochs is plain FP32 distillation
-with live BatchNorm, then ranges are re-observed: recovering from removed
-channels under rounding noise and without normalisation was measured to cost
-over a point of accuracy on the example.
+Weights get per-channel int8 fake quant and every activation that the
+target's INT8 graph quantizes (found by quantizing once with the calibrated
+ranges) gets the same rounding in torch, so the student learns under the
+rounding the runtime will apply. BatchNorm stays live for the first
+quantized epoch, then is folded and its statistics frozen. After pruning
+(`recover`), the first half of the epochs is plain FP32 distillation with
+live BatchNorm, then ranges are re-observed: recovering from removed channels
+under rounding noise and without normalisation was measured to cost over a
+point of accuracy on the example.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from ..fsutil import write_json
 from ..onnx_export import export_onnx
 from ..progress import console
 from ..quant.bn_fold import fold_batchnorm
-from ..quant.prepare import (activation_quantizers, conv_input_tensor_map, freeze_batchnorm, freeze_observers,
-                             observe_ranges, prepare_qat, strip_qat)
+from ..quant.prepare import (attach_output_quant, fold_batchnorm_under_qat, freeze_batchnorm,
+                             freeze_observers, graph_tensor_maps, observe_ranges, prepare_qat, simulated_tensors,
+                             strip_qat)
 from ..torch_artifact import example_inputs, materialize, save_weights
 from ..training import TrainConfig, distill, epoch_batches
 from .calibrate import RANGES, fp32_graph
@@ -44,6 +47,10 @@ class QadStage:
     recover: bool = False
     alpha_end: float | None = None
     patience: int = 0
+    learn_scales: bool = False
+    feature_kd: tuple[str, ...] = ()
+    feature_weight: float = 1.0
+    preset: str = "ort-u8s8"
     opset: int = 17
     name: str = "qad"
     accepts: tuple[str, ...] = ("onnx",)
@@ -53,7 +60,8 @@ class QadStage:
             raise InputError("QAD needs --epochs >= 1, --lr > 0, --temperature > 0 and --alpha in [0, 1]")
 
     def settings(self) -> dict[str, Any]:
-        keys = ("epochs", "lr", "temperature", "alpha", "batch_size", "method", "recover", "alpha_end", "patience")
+        keys = ("epochs", "lr", "temperature", "alpha", "batch_size", "method", "recover", "alpha_end", "patience",
+                "learn_scales", "feature_kd", "feature_weight", "preset")
         return {k: getattr(self, k) for k in keys}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
@@ -66,28 +74,26 @@ class QadStage:
         history = []
         if recover_epochs:
             history += distill(model, ctx.teacher, self._batches(ctx, names), self._config(ctx, recover_epochs),
-                               on_epoch=_log_epoch)
+                               on_epoch=_log_epoch, feature_kd=self._feature_kd())
             export_onnx(model, example, names, out / RECOVERED, self.opset)
-        fold_batchnorm(model, example)
+        quant_epochs = self.epochs - recover_epochs
+        # BN stays live for the first quantized epoch unless recovery already trained with it.
+        live_bn = 0 if recover_epochs or quant_epochs < 2 else 1
+        if not live_bn:
+            fold_batchnorm(model, example)
         ranges = json.loads(artifact.path("ranges").read_text())
-        tensor_of = conv_input_tensor_map(artifact.path("onnx"), {n for n, _ in model.named_modules()})
-        covered = prepare_qat(model, ranges, tensor_of)
+        maps = graph_tensor_maps(artifact.path("onnx"), {n for n, _ in model.named_modules()})
+        quantized = self._runtime_quantized(artifact.path("onnx"), ranges, out)
+        quantizers = prepare_qat(model, ranges, maps, quantized, ort_backend.symmetric_activations(self.preset),
+                                 self.learn_scales)
+        if not live_bn:
+            attach_output_quant(model, maps)
         if recover_epochs:
             observe_ranges(model, ctx.splits.calib, names)
-        quant_epochs = self.epochs - recover_epochs
-
-        def on_epoch(epoch: int, record: dict[str, float]) -> None:
-            _log_epoch(recover_epochs + epoch, record)
-            if epoch + 1 == max(1, quant_epochs // 2):
-                freeze_observers(model)
-
-        # The weights are trained already: fine-tune under rounding at a tenth of --lr.
-        quant_cfg = self._config(ctx, quant_epochs, lr_scale=0.1)
-        history += distill(model, ctx.teacher, self._batches(ctx, names), quant_cfg, on_epoch=on_epoch,
-                           train_mode=freeze_batchnorm, validate=_calib_agreement(ctx, model, names, self.patience))
+        history += self._train_quantized(ctx, model, names, example, maps, quant_epochs, live_bn, recover_epochs)
         metrics = {f"fakequant_{k}": v for k, v in torch_fidelity(model, ctx, names).items()}
-        quantizers = activation_quantizers(model)
-        frozen = {tensor_of[n]: quantizers[n].range() for n in covered}
+        simulated = simulated_tensors(model)
+        frozen = {t: q.range() for t, q in quantizers.items() if t in simulated}
         strip_qat(model)
         files = {"weights": save_weights(model, out)}
         if artifact.has("plan"):
@@ -98,11 +104,51 @@ class QadStage:
         fresh = ort_backend.calibrate(out / "model.onnx", ctx.splits.calib, names, self.method, out)
         write_json(out / RANGES, {**fresh, **frozen})
         files["ranges"] = RANGES
-        metrics.update({"quantized_layers": len(covered), "recover_epochs": recover_epochs,
-                        "loss_history": history, "final_loss": history[-1]["total"]})
+        metrics.update({"quantized_layers": len(maps.inputs), "simulated_tensors": len(simulated),
+                        "quantized_tensors": len(quantized), "not_simulated": sorted(quantized - simulated),
+                        "recover_epochs": recover_epochs, "loss_history": history,
+                        "final_loss": history[-1]["total"]})
         if recover_epochs:
             files["recovered"] = RECOVERED
         return folded.derive(out, "onnx", files), metrics
+
+    def _train_quantized(self, ctx, model, names, example, maps, epochs: int, live_bn: int, offset: int) -> list:
+        """Fine-tune under rounding at a tenth of --lr (the weights are trained already): the first
+        `live_bn` epochs with live BatchNorm, then folded; observers freeze half way."""
+        cfg = self._config(ctx, epochs, lr_scale=0.1)
+
+        def on_epoch(epoch: int, record: dict[str, float]) -> None:
+            _log_epoch(offset + epoch, record)
+            if epoch + 1 == max(1, epochs // 2):
+                freeze_observers(model)
+
+        history = []
+        validate = _calib_agreement(ctx, model, names, self.patience)
+        if live_bn:
+            history += distill(model, ctx.teacher, self._batches(ctx, names), cfg, on_epoch=on_epoch,
+                               feature_kd=self._feature_kd(), validate=validate, epochs=range(live_bn))
+            fold_batchnorm_under_qat(model, example)
+            attach_output_quant(model, maps)
+        history += distill(model, ctx.teacher, self._batches(ctx, names), cfg, on_epoch=on_epoch,
+                           train_mode=freeze_batchnorm, feature_kd=self._feature_kd(),
+                           validate=validate, epochs=range(live_bn, epochs))
+        return history
+
+    def _runtime_quantized(self, fp32: Path, ranges: dict, out: Path) -> set[str]:
+        """The activations the target's INT8 graph quantizes: quantize once and read them off."""
+        probe = out / "_probe.onnx"
+        try:
+            ort_backend.quantize_qdq(fp32, probe, ranges, self.method, preset=self.preset)
+            return ort_backend.quantized_activations(probe)
+        finally:
+            probe.unlink(missing_ok=True)
+
+    def _feature_kd(self):
+        if not self.feature_kd:
+            return None
+        from ..feature_kd import FeatureKD, parse_pairs
+
+        return FeatureKD(parse_pairs(list(self.feature_kd)), self.feature_weight)
 
     def _config(self, ctx, epochs: int, lr_scale: float = 1.0) -> TrainConfig:
         return TrainConfig(epochs=epochs, lr=self.lr * lr_scale, temperature=self.temperature, alpha=self.alpha,
