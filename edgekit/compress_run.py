@@ -150,7 +150,7 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
                                  layer_ratios=load_layer_ratios(cfg.layer_ratios), steps=cfg.prune_steps,
                                  finetune_epochs=cfg.finetune_epochs, max_accuracy_drop=cfg.max_accuracy_drop))
     if cfg.quant in ("static", "qad"):
-        stages.append(CalibrateStage(method=cfg.calib, opset=target.opset))
+        stages.append(CalibrateStage(method=cfg.calib, calibrator=cfg.calibrator, opset=target.opset))
     if cfg.quant == "qad":
         stages.append(QadStage(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
                                batch_size=cfg.batch_size, method=cfg.calib,

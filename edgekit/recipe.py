@@ -32,6 +32,7 @@ class CompressConfig(BaseModel):
     max_accuracy_drop: float | None = Field(None, ge=0)
     quant: Literal["qad", "static", "dynamic", "none"] = "qad"
     calib: Literal["minmax", "percentile", "entropy", "mse"] = "minmax"
+    calibrator: Literal["edgekit", "nncf"] = "edgekit"
     epochs: int = Field(6, ge=1)
     lr: float = Field(3e-3, gt=0)
     temperature: float = Field(4.0, gt=0)

@@ -43,6 +43,7 @@ def command(
     max_accuracy_drop: Annotated[Optional[float], typer.Option(help="Search the fastest pruning within this many points.")] = None,
     quant: Annotated[Optional[str], typer.Option(help="qad | static | dynamic | none")] = None,
     calib: Annotated[Optional[str], typer.Option(help="minmax | percentile | entropy | mse")] = None,
+    calibrator: Annotated[Optional[str], typer.Option(help="edgekit | nncf (NNCF statistics and bias correction, edgekit's Q/DQ placement).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="QAD epochs.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="QAD learning rate.")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="KD temperature T (loss scaled by T²).")] = None,
@@ -70,7 +71,7 @@ def command(
                  importance=importance, global_prune=global_prune, min_channels=min_channels,
                  max_layer_ratio=max_layer_ratio, layer_ratios=layer_ratios, prune_steps=prune_steps,
                  finetune_epochs=finetune_epochs, max_accuracy_drop=max_accuracy_drop,
-                 calib=calib, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha, alpha_end=alpha_end, patience=patience,
+                 calib=calib, calibrator=calibrator, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha, alpha_end=alpha_end, patience=patience,
                  learn_scales=learn_scales, feature_kd=feature_kd, feature_weight=feature_weight, batch_size=batch_size,
                  split=split, seed=seed)
     options.update({k: v for k, v in given.items() if v is not None})

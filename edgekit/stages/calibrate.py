@@ -2,6 +2,8 @@
 
 Ranges are taken on the same (pre-processed) ONNX graph that is quantized
 later, so tensor names match exactly; QAD reads them to start its training.
+With `calibrator="nncf"`, NNCF's bias correction is applied to that graph and
+its ranges replace edgekit's wherever NNCF quantizes a tensor.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from ..onnx_export import export_onnx
 from ..torch_artifact import example_inputs, materialize
 
 MODEL = "model.onnx"
+CALIBRATORS = ("edgekit", "nncf")
 RANGES = "ranges.json"
 
 
 @dataclass
 class CalibrateStage:
     method: str = "minmax"
+    calibrator: str = "edgekit"
     opset: int = 17
     name: str = "calibrate"
     accepts: tuple[str, ...] = ("torch", "onnx")
@@ -32,15 +36,24 @@ class CalibrateStage:
     def __post_init__(self) -> None:
         if self.method not in ort_backend.CALIB_METHODS:
             raise InputError(f"--calib {self.method} is unknown; choose one of {', '.join(ort_backend.CALIB_METHODS)}")
+        if self.calibrator not in CALIBRATORS:
+            raise InputError(f"--calibrator {self.calibrator} is unknown; choose one of {', '.join(CALIBRATORS)}")
 
     def settings(self) -> dict[str, Any]:
-        return {"method": self.method, "opset": self.opset}
+        return {"method": self.method, "calibrator": self.calibrator, "opset": self.opset}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         files = fp32_graph(ctx, artifact, out, self.opset)
         report: dict[str, Any] = {"method": self.method}
-        ranges = ort_backend.calibrate(out / MODEL, ctx.splits.calib, artifact.input_names, self.method, out,
-                                       report=report)
+        names = artifact.input_names
+        external: dict[str, list[float]] = {}
+        if self.calibrator == "nncf":
+            from ..backends.nncf_ptq import nncf_calibrate
+
+            external, nncf_report = nncf_calibrate(out / MODEL, ctx.splits.calib, names)
+            report.update(nncf_report)
+        ranges = ort_backend.calibrate(out / MODEL, ctx.splits.calib, names, self.method, out, report=report)
+        ranges.update(external)
         write_json(out / RANGES, ranges)
         files["ranges"] = RANGES
         spans = [hi - lo for lo, hi in ranges.values()]
