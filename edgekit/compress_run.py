@@ -18,7 +18,7 @@ from .models import load_model
 from .pipeline import Context, run_stages
 from .recipe import CompressConfig, load_layer_ratios
 from .report import build_report, write_report
-from .stages.fidelity import fidelity_drop
+from .stages.fidelity import drop_unit, fidelity_drop
 from .target import load_target
 
 
@@ -57,7 +57,7 @@ def check_budget(cfg: CompressConfig, final: Artifact, work: Path) -> None:
     measured = json.loads((work / bench.folder / "measurements.json").read_text())
     fp32, last = measured["fp32"], measured["final"]
     drop = fidelity_drop(fp32, last)
-    unit = "points of accuracy" if fp32["accuracy"] is not None else "points of top-1 agreement"
+    unit = drop_unit(fp32)
     if drop > cfg.max_accuracy_drop:
         raise BudgetExceededError(
             f"the final model lost {drop:.2f} {unit} (budget {cfg.max_accuracy_drop}), so nothing was published; "
@@ -150,7 +150,8 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
                                  layer_ratios=load_layer_ratios(cfg.layer_ratios), steps=cfg.prune_steps,
                                  finetune_epochs=cfg.finetune_epochs, max_accuracy_drop=cfg.max_accuracy_drop))
     if cfg.quant in ("static", "qad"):
-        stages.append(CalibrateStage(method=cfg.calib, calibrator=cfg.calibrator, opset=target.opset))
+        stages.append(CalibrateStage(method=cfg.calib, calibrator=cfg.calibrator, preset=target.quant_preset,
+                                     opset=target.opset))
     if cfg.quant == "qad":
         stages.append(QadStage(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
                                batch_size=cfg.batch_size, method=cfg.calib,

@@ -79,7 +79,11 @@ def _infer_shapes(model):
         return shape_inference.infer_shapes(model, data_prop=True)
 
 
-def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
+def top1_agreement(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Share of samples with the same top class; None for outputs that are not (samples, classes),
+    such as detection maps, where cosine similarity is the fidelity measure."""
+    if a.ndim != 2:
+        return None
     return float((a.argmax(-1) == b.argmax(-1)).mean())
 
 

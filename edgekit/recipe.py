@@ -31,7 +31,7 @@ class CompressConfig(BaseModel):
     finetune_epochs: int = Field(1, ge=0)
     max_accuracy_drop: float | None = Field(None, ge=0)
     quant: Literal["qad", "static", "dynamic", "none"] = "qad"
-    calib: Literal["minmax", "percentile", "entropy", "mse"] = "minmax"
+    calib: Literal["minmax", "percentile", "entropy", "mse", "auto"] = "minmax"
     calibrator: Literal["edgekit", "nncf"] = "edgekit"
     epochs: int = Field(6, ge=1)
     lr: float = Field(3e-3, gt=0)

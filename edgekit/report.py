@@ -70,15 +70,16 @@ def plot(report: dict[str, Any], path: Path) -> None:
     labels = [k for k in ("fp32", "pruned", "final") if k in report]
     lat = [report[k]["latency_ms"]["p50"] for k in labels]
     size = [report[k]["size_bytes"] / 1024 for k in labels]
-    quality = [report[k]["accuracy"] if report[k]["accuracy"] is not None else 100 * (report[k]["agreement"] or 0)
-               for k in labels]
+    key = next(k for k in ("accuracy", "agreement", "cosine") if report["fp32"].get(k) is not None)
+    quality = [report[k][key] * (1 if key == "accuracy" else 100) for k in labels]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(lat, quality, "-", color="0.7", zorder=1)
     ax.scatter(lat, quality, s=[max(30, s / max(size) * 600) for s in size], zorder=2, alpha=0.7)
     for x, y, label, s in zip(lat, quality, labels, size):
         ax.annotate(f"{label}\n{s:.0f} KiB", (x, y), textcoords="offset points", xytext=(8, 4), fontsize=8)
     ax.set_xlabel("latency p50 (ms, batch 1)")
-    ax.set_ylabel("accuracy (%)" if report["fp32"]["accuracy"] is not None else "top-1 agreement (%)")
+    ax.set_ylabel({"accuracy": "accuracy (%)", "agreement": "top-1 agreement (%)",
+                   "cosine": "cosine similarity to FP32 (x100)"}[key])
     ax.set_title(f"edgekit — {report['target']} (marker area ∝ size)")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -16,10 +16,16 @@ if TYPE_CHECKING:
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
             temperature: float, alpha: float) -> dict[str, torch.Tensor]:
-    """KL(teacher || student) at temperature T scaled by T², plus alpha × task loss.
+    """KL(teacher || student) at temperature T scaled by T², plus alpha × task loss; for outputs
+    that are not (samples, classes), mean squared error to the teacher's outputs.
 
     Returned as parts so logs and tests see each one; `total` is what to minimise.
     """
+    if student_logits.dim() != 2:
+        # Dense outputs (detection maps, regression): a softmax over their last axis means
+        # nothing, so the student matches the teacher's values directly.
+        kd = F.mse_loss(student_logits, teacher_logits)
+        return {"kd": kd, "total": kd}
     t = temperature
     kd = F.kl_div(
         F.log_softmax(student_logits / t, dim=-1),

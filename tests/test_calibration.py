@@ -76,3 +76,19 @@ def test_histogram_growth_keeps_every_count():
     everything = np.concatenate(chunks)
     low, high = compute_range(hist, "minmax")
     assert low == pytest.approx(everything.min(), rel=1e-6) and high == pytest.approx(everything.max(), rel=1e-6)
+
+
+def test_auto_calibration_keeps_the_most_faithful_method(tmp_path, tiny_fp32_onnx):
+    from conftest import digits_arrays
+    from edgekit.data.samples import SampleSet
+    from edgekit.quant.auto_calib import METHODS, choose_ranges
+
+    x, _ = digits_arrays()
+    report: dict = {}
+    method, ranges = choose_ranges(tiny_fp32_onnx, SampleSet("digits", arrays={"x": x[:300]}), ["x"], "ort-u8s8",
+                                   tmp_path, report)
+    scores = report["method_scores"]
+    assert set(scores) == set(METHODS) and report["chosen_method"] == method
+    key = lambda m: (scores[m]["agreement"], scores[m]["cosine"])  # noqa: E731
+    assert all(key(method) >= key(m) for m in METHODS)
+    assert ranges and report["samples"] == 300

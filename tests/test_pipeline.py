@@ -157,3 +157,11 @@ def test_qad_with_learned_scales_and_feature_kd_exports_what_it_trained(tmp_path
     assert qad["simulated_tensors"] == qad["quantized_tensors"] and not qad["not_simulated"]
     # The graph ORT runs rounds as training did: same top-1 on the evaluation split.
     assert abs(export["agreement"] - qad["fakequant_agreement"]) <= 0.01
+
+
+def test_auto_calibration_choice_reaches_qad(tmp_path, digits_npz, tiny_weights):
+    report = _run(tmp_path / "auto", digits_npz, tiny_weights, quant="qad", prune=0.0, epochs=2, calib="auto")
+    stages = {s["name"]: s for s in report["stages"]}
+    chosen = stages["calibrate"]["metrics"]["chosen_method"]
+    assert chosen in stages["calibrate"]["metrics"]["method_scores"]
+    assert stages["export"]["metrics"]["agreement"] >= 0.95

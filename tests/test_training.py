@@ -38,3 +38,13 @@ def test_early_stop_restores_the_best_epoch():
     assert len(history) == 4  # epochs 3 and 4 did not beat epoch 2: stopped
     assert torch.equal(model.weight, weights_at[1])
     assert [h["validation"] for h in history] == [0.5, 0.9, 0.7, 0.6]
+
+
+def test_kd_loss_on_dense_outputs_is_mean_squared_error():
+    import torch
+
+    from edgekit.training import kd_loss
+
+    student, teacher = torch.zeros(2, 15, 8, 8), torch.ones(2, 15, 8, 8)
+    parts = kd_loss(student, teacher, None, temperature=4.0, alpha=0.5)
+    assert float(parts["total"]) == 1.0 and set(parts) == {"kd", "total"}

@@ -65,7 +65,8 @@ def _ranges(model) -> dict[str, list[float]]:
             continue
         qmin, qmax = _LEVELS[zp.dtype]
         s, z = float(scale.reshape(())), int(zp.reshape(()))
-        ranges[node.input[0]] = [(qmin - z) * s, (qmax - z) * s]
+        if np.isfinite(s) and 0 < s < 1e30:  # masks built from -inf/finfo.min get absurd scales
+            ranges[node.input[0]] = [(qmin - z) * s, (qmax - z) * s]
     return ranges
 
 

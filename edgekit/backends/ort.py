@@ -17,7 +17,7 @@ from ..data.ort_reader import SampleReader
 from ..data.samples import SampleSet
 from ..errors import MissingDependencyError, StageError
 
-CALIB_METHODS = ("minmax", "percentile", "entropy", "mse")
+CALIB_METHODS = ("minmax", "percentile", "entropy", "mse", "auto")
 INTEGER_KERNELS = ("QLinearConv", "QLinearAdd", "QLinearMatMul", "QGemm", "QLinearGlobalAveragePool",
                    "QLinearMul", "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearAveragePool",
                    "MatMulInteger", "DynamicQuantizeMatMul", "ConvInteger", "MatMulIntegerToFloat")
@@ -69,6 +69,12 @@ def preprocess(fp32: Path, out: Path) -> Path:
 
 def calibrate(fp32: Path, samples: SampleSet, input_names: list[str], method: str,
               work: Path, report: dict | None = None) -> dict[str, list[float]]:
+    """Activation ranges {tensor: [low, high]} of one method; see `calibrate_methods`."""
+    return calibrate_methods(fp32, samples, input_names, (method,), work, report)[method]
+
+
+def calibrate_methods(fp32: Path, samples: SampleSet, input_names: list[str], methods, work: Path,
+                      report: dict | None = None) -> dict[str, dict[str, list[float]]]:
     """Activation ranges {tensor: [low, high]} with streaming statistics (bounded memory).
 
     `report`, when given, receives the sample count and how far the ranges
@@ -84,7 +90,8 @@ def calibrate(fp32: Path, samples: SampleSet, input_names: list[str], method: st
                  for name, h in stats.items() if (lo_hi := halfway.get(name)) for lo, hi in [lo_hi]]
         report.update({"samples": len(samples), "tensors": len(stats),
                        "range_drift_second_half": float(max(drift)) if drift else 0.0})
-    return {name: list(compute_range(hist, method)) for name, hist in sorted(stats.items())}
+    return {method: {name: list(compute_range(hist, method)) for name, hist in sorted(stats.items())}
+            for method in methods}
 
 
 def collect_statistics(fp32: Path, samples: SampleSet, input_names: list[str], work: Path,
@@ -283,7 +290,8 @@ def _method(name: str):
 
     # Only labels the cache file ORT reads back; the ranges themselves are edgekit's.
     return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-            "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.MinMax}[name]
+            "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.MinMax,
+            "auto": CalibrationMethod.MinMax}[name]
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ def command(
     finetune_epochs: Annotated[Optional[int], typer.Option(help="KD epochs after each prune step / budget candidate.")] = None,
     max_accuracy_drop: Annotated[Optional[float], typer.Option(help="Search the fastest pruning within this many points.")] = None,
     quant: Annotated[Optional[str], typer.Option(help="qad | static | dynamic | none")] = None,
-    calib: Annotated[Optional[str], typer.Option(help="minmax | percentile | entropy | mse")] = None,
+    calib: Annotated[Optional[str], typer.Option(help="minmax | percentile | entropy | mse | auto (the most faithful on the calibration split)")] = None,
     calibrator: Annotated[Optional[str], typer.Option(help="edgekit | nncf (NNCF statistics and bias correction, edgekit's Q/DQ placement).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="QAD epochs.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="QAD learning rate.")] = None,

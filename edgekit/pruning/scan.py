@@ -62,7 +62,7 @@ def scan(model: nn.Module, example: tuple[torch.Tensor, ...], evals, input_names
                          **measure(candidate, example, input_names, evals, reference, runs)})
         groups.append({"root": root, "results": rows})
         console.log(f"  scanned {root}: " + ", ".join(
-            f"{r['ratio']:.2f}→agr {r['agreement']:.3f} {r['latency_ms']:.3f} ms" for r in rows))
+            f"{r['ratio']:.2f}→agr {r['agreement'] or 0:.3f} {r['latency_ms']:.3f} ms" for r in rows))
     return {"baseline": base, "ratios": ratios, "groups": groups}
 
 

@@ -19,8 +19,10 @@ def node_sensitivity(fp32: Path, qdq: Path, samples, names: list[str], limit: in
     """(node name, added relative error) for nodes of the FP32 graph, most sensitive first."""
     import onnx
 
-    graph = onnx.load(str(fp32)).graph
-    quantized_outputs = {o for n in onnx.load(str(qdq)).graph.node for o in n.output}
+    model = onnx.load(str(fp32))
+    graph = model.graph
+    floats = _float_tensors(model)
+    quantized_outputs = {o for n in onnx.load(str(qdq)).graph.node for o in n.output} & floats
     nodes = [n for n in graph.node if n.name and n.output[0] in quantized_outputs]
     tensors = sorted({n.output[0] for n in nodes} | {i for n in nodes for i in n.input if i in quantized_outputs})
     reference = _tensor_values(fp32, tensors, samples, names, limit)
@@ -33,6 +35,15 @@ def node_sensitivity(fp32: Path, qdq: Path, samples, names: list[str], limit: in
         inherited = max((error.get(i, 0.0) for i in node.input), default=0.0)
         scores.append((node.name, error[node.output[0]] - inherited))
     return sorted(scores, key=lambda item: -item[1])
+
+
+def _float_tensors(model) -> set[str]:
+    """Tensors known to be float32: only these can be exposed as extra float outputs."""
+    from onnx import TensorProto, shape_inference
+
+    inferred = shape_inference.infer_shapes(model).graph
+    infos = list(inferred.value_info) + list(inferred.output) + list(inferred.input)
+    return {vi.name for vi in infos if vi.type.tensor_type.elem_type == TensorProto.FLOAT}
 
 
 def _tensor_values(path: Path, tensors: list[str], samples, names: list[str], limit: int) -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ RANGES = "ranges.json"
 class CalibrateStage:
     method: str = "minmax"
     calibrator: str = "edgekit"
+    preset: str = "ort-u8s8"
     opset: int = 17
     name: str = "calibrate"
     accepts: tuple[str, ...] = ("torch", "onnx")
@@ -40,7 +41,7 @@ class CalibrateStage:
             raise InputError(f"--calibrator {self.calibrator} is unknown; choose one of {', '.join(CALIBRATORS)}")
 
     def settings(self) -> dict[str, Any]:
-        return {"method": self.method, "calibrator": self.calibrator, "opset": self.opset}
+        return {"method": self.method, "calibrator": self.calibrator, "preset": self.preset, "opset": self.opset}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         files = fp32_graph(ctx, artifact, out, self.opset)
@@ -52,7 +53,12 @@ class CalibrateStage:
 
             external, nncf_report = nncf_calibrate(out / MODEL, ctx.splits.calib, names)
             report.update(nncf_report)
-        ranges = ort_backend.calibrate(out / MODEL, ctx.splits.calib, names, self.method, out, report=report)
+        if self.method == "auto":
+            from ..quant.auto_calib import choose_ranges
+
+            _, ranges = choose_ranges(out / MODEL, ctx.splits.calib, names, self.preset, out, report)
+        else:
+            ranges = ort_backend.calibrate(out / MODEL, ctx.splits.calib, names, self.method, out, report=report)
         ranges.update(external)
         write_json(out / RANGES, ranges)
         files["ranges"] = RANGES

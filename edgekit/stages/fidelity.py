@@ -38,11 +38,20 @@ def torch_fidelity(model, ctx, input_names: list[str]) -> dict[str, float | None
 
 
 def fidelity_drop(base: dict, now: dict) -> float:
-    """Points lost from `base` to `now`: accuracy where both have it, else top-1 agreement x 100.
+    """Points lost from `base` to `now`: accuracy where both have it, else top-1 agreement x 100,
+    else (outputs that are not class scores, e.g. a detector's maps) mean cosine similarity x 100.
 
     The one measure every budget in edgekit (scan, pruning search, fallback,
     final check) is compared against.
     """
     if base.get("accuracy") is not None and now.get("accuracy") is not None:
         return base["accuracy"] - now["accuracy"]
-    return 100 * ((base.get("agreement") or 1.0) - now["agreement"])
+    if now.get("agreement") is not None:
+        return 100 * ((base.get("agreement") or 1.0) - now["agreement"])
+    return 100 * ((base.get("cosine") or 1.0) - now["cosine"])
+
+
+def drop_unit(base: dict) -> str:
+    if base.get("accuracy") is not None:
+        return "points of accuracy"
+    return "points of top-1 agreement" if base.get("agreement") is not None else "points of cosine similarity (x100)"

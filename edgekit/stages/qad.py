@@ -101,7 +101,10 @@ class QadStage:
             files["plan"] = "plan.json"
         folded = artifact.derive(out, "torch", files, bn_folded=True)
         files.update(fp32_graph(ctx, folded, out, self.opset))
-        fresh = ort_backend.calibrate(out / "model.onnx", ctx.splits.calib, names, self.method, out)
+        from ..quant.auto_calib import chosen_method
+
+        method = chosen_method(artifact, self.method)
+        fresh = ort_backend.calibrate(out / "model.onnx", ctx.splits.calib, names, method, out)
         write_json(out / RANGES, {**fresh, **frozen})
         files["ranges"] = RANGES
         metrics.update({"quantized_layers": len(maps.inputs), "simulated_tensors": len(simulated),
@@ -162,13 +165,18 @@ class QadStage:
 def _calib_agreement(ctx, model, names: list[str], patience: int):
     """Validation for early stopping (only with --patience): top-1 agreement with the teacher on the
     calibration split, disjoint from the evaluation split that the report measures."""
-    from ..metrics import top1_agreement
+    from ..metrics import mean_cosine, top1_agreement
     from .fidelity import torch_outputs
 
     if ctx.teacher is None or not patience:
         return None
     reference = torch_outputs(ctx.teacher, ctx.splits.calib, names)
-    return lambda: top1_agreement(torch_outputs(model, ctx.splits.calib, names), reference)
+
+    def score() -> float:
+        outputs = torch_outputs(model, ctx.splits.calib, names)
+        agreement = top1_agreement(outputs, reference)
+        return agreement if agreement is not None else mean_cosine(outputs, reference)
+    return score
 
 
 def _log_epoch(epoch: int, record: dict[str, float]) -> None:
