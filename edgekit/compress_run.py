@@ -160,7 +160,7 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
                                feature_weight=cfg.feature_weight, preset=target.quant_preset, opset=target.opset))
     stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset, preset=target.quant_preset,
                               max_drop=cfg.max_accuracy_drop))
-    stages.append(CompileStage(ort_format=target.ort_format))
+    stages.append(CompileStage(ort_format=target.ort_format, platform="arm" if target.arch == "aarch64" else "amd64"))
     stages.append(BenchStage(BenchSettings(**target.bench.model_dump())))
     return stages
 

@@ -29,11 +29,18 @@ class Target(BaseModel):
     runtime: Literal["onnxruntime"]
     device: Literal["cpu"] = "cpu"
     precisions: list[Literal["int8", "fp32"]] = ["int8", "fp32"]
-    quant_preset: Literal["ort-u8s8", "trt-s8s8"] = "ort-u8s8"
+    quant_preset: Literal["ort-u8s8", "ort-s8s8", "trt-s8s8"] = "ort-u8s8"
     round_to: int = Field(8, ge=1)
     opset: int = Field(17, ge=13, le=21)
     ort_format: bool = True
     bench: BenchSettings = BenchSettings()
+
+
+def host_target() -> str:
+    """The built-in target matching this machine, so host timings measure the host's INT8 form."""
+    import platform
+
+    return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86-64"
 
 
 def builtin_targets() -> dict[str, Path]:

@@ -29,8 +29,7 @@ def _fake_quant_model(weights, fp32, ranges, int8, preset="ort-u8s8"):
     model = load_model("tiny_models:resnet_tiny", weights).module.eval()
     maps = graph_tensor_maps(fp32, {n for n, _ in model.named_modules()})
     fold_batchnorm(model, EXAMPLE)
-    prepare_qat(model, ranges, maps, ort_backend.quantized_activations(int8),
-                ort_backend.symmetric_activations(preset))
+    prepare_qat(model, ranges, maps, ort_backend.quantized_activations(int8), **ort_backend.activation_format(preset))
     attach_output_quant(model, maps)
     return model.eval(), maps
 
@@ -42,9 +41,11 @@ def _output_scale(int8) -> float:
     return float(inits[q.input[1]])
 
 
-def test_onnx_in_ort_matches_the_fake_quant_model_within_one_output_step(tmp_path, tiny_weights, tiny_fp32_onnx):
-    ranges, int8 = _quantized(tmp_path, tiny_fp32_onnx)
-    model, _ = _fake_quant_model(tiny_weights, tiny_fp32_onnx, ranges, int8)
+@pytest.mark.parametrize("preset", ["ort-u8s8", "ort-s8s8"])
+def test_onnx_in_ort_matches_the_fake_quant_model_within_one_output_step(tmp_path, tiny_weights, tiny_fp32_onnx,
+                                                                         preset):
+    ranges, int8 = _quantized(tmp_path, tiny_fp32_onnx, preset)
+    model, _ = _fake_quant_model(tiny_weights, tiny_fp32_onnx, ranges, int8, preset)
     quantized = ort_backend.quantized_activations(int8)
     assert simulated_tensors(model) == quantized  # every rounding the runtime does, torch does too
 

@@ -147,7 +147,8 @@ def calibration_tensors(model) -> list[str]:
 # form ORT's CPU optimizer fuses into QLinearConv/QLinearAdd/QGemm on x86-64 and ARM64 (int8
 # activations, S8S8, were measured slower than FP32 on x86). trt-s8s8: symmetric int8 everywhere
 # (zero point 0) with FP32 biases, TensorRT's explicit quantization; checked by backends.trt_rules.
-PRESETS = {"ort-u8s8": ("QUInt8", False, True), "trt-s8s8": ("QInt8", True, False)}
+PRESETS = {"ort-u8s8": ("QUInt8", False, True), "ort-s8s8": ("QInt8", False, True),
+           "trt-s8s8": ("QInt8", True, False)}
 
 
 def quantize_qdq(fp32: Path, out: Path, ranges: dict[str, list[float]], method: str,
@@ -185,8 +186,10 @@ def quantized_activations(path: Path) -> set[str]:
             if n.op_type == "QuantizeLinear" and n.input[0] not in weights}
 
 
-def symmetric_activations(preset: str) -> bool:
-    return PRESETS[preset][1]
+def activation_format(preset: str) -> dict[str, bool]:
+    """How a preset stores activations, as ActivationFakeQuant takes it."""
+    activation, symmetric, _ = PRESETS[preset]
+    return {"signed": activation == "QInt8", "symmetric": symmetric}
 
 
 def quantize_dynamic(fp32: Path, out: Path) -> Path:
@@ -242,9 +245,13 @@ def integer_kernels(counts: Counter) -> int:
     return sum(counts[k] for k in INTEGER_KERNELS)
 
 
-def convert_to_ort(model: Path, out_dir: Path) -> tuple[Path, Path]:
+def convert_to_ort(model: Path, out_dir: Path, platform: str = "amd64") -> tuple[Path, Path]:
     """ORT format (Fixed optimization style: the Runtime style ran 6x slower for QDQ on CPU)
     plus the required-operators config for reduced-size ORT builds.
+
+    Fixed-style optimizations are saved into the file, so they must be the
+    board's: `platform="arm"` allows int8 QDQ fusion (ORT does it on ARM, not on
+    x86 without VNNI) and leaves out the x86-only NCHWc layout.
 
     ORT's serializer orders some tables by a hash seeded from memory
     addresses, so the conversion runs in a child process with address-space
@@ -254,7 +261,7 @@ def convert_to_ort(model: Path, out_dir: Path) -> tuple[Path, Path]:
         src = Path(tmp) / model.name
         src.write_bytes(model.read_bytes())
         cmd = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(tmp),
-               "--optimization_style", "Fixed"]
+               "--optimization_style", "Fixed", "--target_platform", platform]
         proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_no_aslr, timeout=1800)
         ort_files = list(Path(tmp).glob("*.ort"))
         configs = list(Path(tmp).glob("*.config"))

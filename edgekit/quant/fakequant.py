@@ -51,7 +51,7 @@ class WeightFakeQuant(nn.Module):
 class ActivationFakeQuant(nn.Module):
     """Per-tensor fake quant of one graph tensor, starting from its calibrated range.
 
-    uint8 asymmetric (ORT preset) or int8 symmetric with zero point 0
+    uint8 or int8 asymmetric (ORT presets) or int8 symmetric with zero point 0
     (TensorRT preset), by the formulas of ORT's `compute_scale_zp`. While
     `observing`, training batches move the range by an exponential moving
     average (the weights change under QAD, so their activations do); then it
@@ -61,7 +61,7 @@ class ActivationFakeQuant(nn.Module):
     """
 
     def __init__(self, low: float, high: float, momentum: float = 0.05, symmetric: bool = False,
-                 learnable: bool = False, tensor: str = ""):
+                 learnable: bool = False, tensor: str = "", signed: bool = False):
         super().__init__()
         low_t, high_t = torch.tensor(float(low)), torch.tensor(float(high))
         if learnable:
@@ -75,7 +75,7 @@ class ActivationFakeQuant(nn.Module):
         self.tensor = tensor
         self.observing = not learnable
         self.enabled = True
-        self.qmin, self.qmax = (-127, 127) if symmetric else (0, 255)
+        self.qmin, self.qmax = (-127, 127) if symmetric else (-128, 127) if signed else (0, 255)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.observing:
@@ -97,7 +97,7 @@ class ActivationFakeQuant(nn.Module):
             scale = (torch.maximum(-low, high) / self.qmax).clamp_min(1e-8)
             return scale, torch.zeros_like(scale)
         scale = ((high - low) / 255.0).clamp_min(1e-8)
-        zero_point = torch.clamp(_RoundSTE.apply(-low / scale), 0, 255)
+        zero_point = torch.clamp(_RoundSTE.apply(self.qmin - low / scale), self.qmin, self.qmax)
         return scale, zero_point
 
     def range(self) -> list[float]:

@@ -88,7 +88,7 @@ def _resolve_scope(segments: list[str], names: set[str]) -> str | None:
 
 def prepare_qat(model: nn.Module, ranges: dict[str, list[float]], maps: TensorMaps,
                 quantized: set[str] | None = None, symmetric: bool = False,
-                learnable: bool = False) -> dict[str, ActivationFakeQuant]:
+                learnable: bool = False, signed: bool = False) -> dict[str, ActivationFakeQuant]:
     """Weight fake quant on every Conv/Linear; input fake quant on Conv/Linear inputs that the
     graph quantizes. Output quantizers are made here and hooked by `attach_output_quant`
     (after BatchNorm is folded, since a conv's returned tensor changes with folding).
@@ -99,7 +99,7 @@ def prepare_qat(model: nn.Module, ranges: dict[str, list[float]], maps: TensorMa
     wanted = set(ranges) if quantized is None else set(ranges) & set(quantized)
     modules = dict(model.named_modules())
     names = [t for t in dict.fromkeys([*maps.inputs.values(), *maps.outputs.values()]) if t in wanted]
-    quantizers = {t: ActivationFakeQuant(*ranges[t], symmetric=symmetric, learnable=learnable, tensor=t)
+    quantizers = {t: ActivationFakeQuant(*ranges[t], symmetric=symmetric, learnable=learnable, tensor=t, signed=signed)
                   for t in names}
     model.edgekit_quant = nn.ModuleList(quantizers.values())
     for name, tensor in maps.inputs.items():

@@ -84,8 +84,8 @@ class QadStage:
         ranges = json.loads(artifact.path("ranges").read_text())
         maps = graph_tensor_maps(artifact.path("onnx"), {n for n, _ in model.named_modules()})
         quantized = self._runtime_quantized(artifact.path("onnx"), ranges, out)
-        quantizers = prepare_qat(model, ranges, maps, quantized, ort_backend.symmetric_activations(self.preset),
-                                 self.learn_scales)
+        quantizers = prepare_qat(model, ranges, maps, quantized, learnable=self.learn_scales,
+                                 **ort_backend.activation_format(self.preset))
         if not live_bn:
             attach_output_quant(model, maps)
         if recover_epochs:
