@@ -27,25 +27,30 @@ def mnist(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return ((x - 0.13) / 0.31).astype(np.float32), y.astype(np.int64)
 
 
-def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float = 2e-3,
-                     input_name: str = "pixel_values", batch: int = 64) -> nn.Module:
+def fit(model: nn.Module, n: int, epochs: int, lr: float, loss_of, batch: int = 64) -> nn.Module:
+    """AdamW with a one-cycle schedule over seeded shuffles; `loss_of(indices)` gives a batch's loss."""
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(x) + batch - 1) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * ((n + batch - 1) // batch))
     model.train()
     for epoch in range(epochs):
-        order = np.random.default_rng(epoch).permutation(len(x))
-        for s in range(0, len(x), batch):
-            idx = order[s:s + batch]
-            out = model(**{input_name: torch.from_numpy(x[idx])})
-            logits = out.logits if hasattr(out, "logits") else out
-            loss = F.cross_entropy(logits, torch.from_numpy(y[idx]))
+        order = np.random.default_rng(epoch).permutation(n)
+        for s in range(0, n, batch):
+            loss = loss_of(order[s:s + batch])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
     return model.eval()
+
+
+def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float = 2e-3,
+                     input_name: str = "pixel_values") -> nn.Module:
+    def loss_of(idx):
+        out = model(**{input_name: torch.from_numpy(x[idx])})
+        logits = out.logits if hasattr(out, "logits") else out
+        return F.cross_entropy(logits, torch.from_numpy(y[idx]))
+    return fit(model, len(x), epochs, lr, loss_of)
 
 
 def mobilenet_v2(folder: Path, x: np.ndarray, y: np.ndarray, epochs: int) -> Path:
@@ -141,30 +146,21 @@ def detection_targets(boxes: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tens
     return obj, geo, cls
 
 
-def train_detector(model: nn.Module, x: np.ndarray, boxes: list[np.ndarray], epochs: int, lr: float = 3e-3,
-                   batch: int = 64) -> nn.Module:
-    torch.manual_seed(0)
+def train_detector(model: nn.Module, x: np.ndarray, boxes: list[np.ndarray], epochs: int,
+                   lr: float = 3e-3) -> nn.Module:
     obj, geo, cls = detection_targets(boxes)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(x) + batch - 1) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    model.train()
-    for epoch in range(epochs):
-        order = np.random.default_rng(epoch).permutation(len(x))
-        for s in range(0, len(x), batch):
-            idx = torch.from_numpy(order[s:s + batch])
-            out = model(torch.from_numpy(x[idx.numpy()]))
-            mask = obj[idx] > 0
-            loss = F.binary_cross_entropy_with_logits(out[:, 4], obj[idx])
-            if mask.any():
-                pred_geo = torch.sigmoid(out[:, :4]).permute(0, 2, 3, 1)[mask]
-                loss = loss + 5 * F.mse_loss(pred_geo, geo[idx].permute(0, 2, 3, 1)[mask])
-                loss = loss + F.cross_entropy(out[:, 5:].permute(0, 2, 3, 1)[mask], cls[idx][mask])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    return model.eval()
+
+    def loss_of(order):
+        idx = torch.from_numpy(order)
+        out = model(torch.from_numpy(x[order]))
+        mask = obj[idx] > 0
+        loss = F.binary_cross_entropy_with_logits(out[:, 4], obj[idx])
+        if mask.any():
+            pred_geo = torch.sigmoid(out[:, :4]).permute(0, 2, 3, 1)[mask]
+            loss = loss + 5 * F.mse_loss(pred_geo, geo[idx].permute(0, 2, 3, 1)[mask])
+            loss = loss + F.cross_entropy(out[:, 5:].permute(0, 2, 3, 1)[mask], cls[idx][mask])
+        return loss
+    return fit(model, len(x), epochs, lr, loss_of)
 
 
 def decode(output: np.ndarray, threshold: float = 0.5) -> list[np.ndarray]:
@@ -248,17 +244,11 @@ def bert_tiny(folder: Path, inputs: dict[str, np.ndarray], y: np.ndarray, epochs
     config = BertConfig(vocab_size=len(VOCAB), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=512, max_position_embeddings=64, num_labels=2)
     model = BertForSequenceClassification(config)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
-    model.train()
-    for epoch in range(epochs):
-        order = np.random.default_rng(epoch).permutation(len(y))
-        for s in range(0, len(y), 64):
-            idx = order[s:s + 64]
-            out = model(input_ids=torch.from_numpy(inputs["input_ids"][idx]),
-                        attention_mask=torch.from_numpy(inputs["attention_mask"][idx]))
-            loss = F.cross_entropy(out.logits, torch.from_numpy(y[idx]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+
+    def loss_of(idx):
+        out = model(input_ids=torch.from_numpy(inputs["input_ids"][idx]),
+                    attention_mask=torch.from_numpy(inputs["attention_mask"][idx]))
+        return F.cross_entropy(out.logits, torch.from_numpy(y[idx]))
+    fit(model, len(y), epochs, 1e-3, loss_of)
     model.eval().save_pretrained(folder)
     return folder

@@ -70,8 +70,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     labels = [k for k in ("fp32", "pruned", "final") if k in report]
     lat = [report[k]["latency_ms"]["p50"] for k in labels]
     size = [report[k]["size_bytes"] / 1024 for k in labels]
-    key = next(k for k in ("accuracy", "agreement", "cosine") if report["fp32"].get(k) is not None)
-    quality = [report[k][key] * (1 if key == "accuracy" else 100) for k in labels]
+    key = next((k for k in ("accuracy", "agreement", "cosine") if report["fp32"].get(k) is not None), "cosine")
+    quality = [(report[k][key] or 0.0) * (1 if key == "accuracy" else 100) for k in labels]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(lat, quality, "-", color="0.7", zorder=1)
     ax.scatter(lat, quality, s=[max(30, s / max(size) * 600) for s in size], zorder=2, alpha=0.7)

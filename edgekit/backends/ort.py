@@ -143,10 +143,11 @@ def calibration_tensors(model) -> list[str]:
     return chosen
 
 
-# Q/DQ presets per runtime. ort-u8s8: uint8 activations and int8 per-channel symmetric weights, the
-# form ORT's CPU optimizer fuses into QLinearConv/QLinearAdd/QGemm on x86-64 and ARM64 (int8
-# activations, S8S8, were measured slower than FP32 on x86). trt-s8s8: symmetric int8 everywhere
-# (zero point 0) with FP32 biases, TensorRT's explicit quantization; checked by backends.trt_rules.
+# Q/DQ presets per runtime (activation type, symmetric activations, int32 biases). ort-u8s8: uint8
+# activations and int8 per-channel symmetric weights, what ORT fuses into QLinearConv/QLinearAdd/QGemm
+# on x86-64 (int8 activations are not fused there without VNNI and ran slower than FP32). ort-s8s8:
+# int8 activations, ORT's documented first choice on CPU, fused on ARM. trt-s8s8: symmetric int8
+# everywhere (zero point 0) with FP32 biases, TensorRT's explicit quantization; see backends.trt_rules.
 PRESETS = {"ort-u8s8": ("QUInt8", False, True), "ort-s8s8": ("QInt8", False, True),
            "trt-s8s8": ("QInt8", True, False)}
 

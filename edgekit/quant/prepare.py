@@ -61,11 +61,6 @@ def graph_tensor_maps(onnx_path, module_names: set[str]) -> TensorMaps:
     return TensorMaps(inputs, outputs)
 
 
-def conv_input_tensor_map(onnx_path, module_names: set[str]) -> dict[str, str]:
-    """Module path -> name of the ONNX tensor feeding its Conv/Gemm/MatMul node."""
-    return graph_tensor_maps(onnx_path, module_names).inputs
-
-
 def _within(user: str | None, module: str) -> bool:
     return user is not None and (user == module or user.startswith(module + "."))
 

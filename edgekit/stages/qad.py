@@ -107,7 +107,7 @@ class QadStage:
         fresh = ort_backend.calibrate(out / "model.onnx", ctx.splits.calib, names, method, out)
         write_json(out / RANGES, {**fresh, **frozen})
         files["ranges"] = RANGES
-        metrics.update({"quantized_layers": len(maps.inputs), "simulated_tensors": len(simulated),
+        metrics.update({"quantized_layers": sum(t in quantized for t in maps.inputs.values()), "simulated_tensors": len(simulated),
                         "quantized_tensors": len(quantized), "not_simulated": sorted(quantized - simulated),
                         "recover_epochs": recover_epochs, "loss_history": history,
                         "final_loss": history[-1]["total"]})
