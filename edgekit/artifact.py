@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .fsutil import write_json
 
-Format = Literal["torch", "onnx", "onnx-qdq", "onnx-dynamic", "ort"]
+Format = Literal["torch", "onnx", "onnx-qdq", "onnx-dynamic", "ort", "tensorrt"]
 RECORD = "artifact.json"
 
 

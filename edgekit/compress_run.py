@@ -26,6 +26,8 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
     from .api import check_out_dir
 
     target = load_target(cfg.target)
+    if target.runtime == "tensorrt" and cfg.quant == "dynamic":
+        raise InputError(f"{target.name} runs TensorRT, which has no dynamic INT8; use --quant static or qad")
     student = load_model(cfg.model, cfg.weights)
     if student.is_onnx and (cfg.prune > 0 or cfg.layer_ratios or cfg.quant == "qad"):
         raise InputError(f"{cfg.model} is ONNX: pruning and QAD need a PyTorch model; "
@@ -160,7 +162,13 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
                                feature_weight=cfg.feature_weight, preset=target.quant_preset, opset=target.opset))
     stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset, preset=target.quant_preset,
                               max_drop=cfg.max_accuracy_drop))
-    stages.append(CompileStage(ort_format=target.ort_format, platform="arm" if target.arch == "aarch64" else "amd64"))
+    if target.runtime == "tensorrt":
+        from .stages.compile_trt import TensorRTCompileStage
+
+        stages.append(TensorRTCompileStage(target))
+    else:
+        stages.append(CompileStage(ort_format=target.ort_format,
+                                   platform="arm" if target.arch == "aarch64" else "amd64"))
     stages.append(BenchStage(BenchSettings(**target.bench.model_dump())))
     return stages
 
@@ -180,7 +188,7 @@ def publish(cfg: CompressConfig, target, final: Artifact, ctx: Context, student)
     compiled = Artifact.load(folders["compile"])
     with atomic_dir(cfg.out / target.name, replace=True) as tmp:
         for role, name in compiled.files.items():
-            shutil.copyfile(folders["compile"] / name, tmp / name)
+            shutil.copy(folders["compile"] / name, tmp / name)  # keeps build_engine.sh executable
         write_report(tmp, report)
         write_manifest(tmp, cfg, target, compiled, ctx, student, folders["source"] / "fp32.onnx")
     return report

@@ -13,7 +13,7 @@ def build_report(artifact: Artifact, measurements: dict[str, Any], target: str) 
     stages = [{"name": h.name, "folder": h.folder, "seconds": h.seconds, "settings": h.settings,
                "metrics": {k: v for k, v in h.metrics.items() if k != "models"}}
               for h in artifact.history]
-    report: dict[str, Any] = {"target": target, "stages": stages}
+    report: dict[str, Any] = {"target": target, "stages": stages, "timed_on": timed_on()}
     for label, values in measurements.items():
         report[label] = {**values, "stages": [h.name for h in artifact.history] if label == "final" else []}
     fp32, final = report["fp32"], report["final"]
@@ -25,6 +25,13 @@ def build_report(artifact: Artifact, measurements: dict[str, Any], target: str) 
         if fp32["accuracy"] is not None and final["accuracy"] is not None else None,
     }
     return report
+
+
+def timed_on() -> str:
+    """Host timings are labelled as such: board numbers come from the board (build_engine.sh, profile)."""
+    import platform
+
+    return f"this host ({platform.machine()}), ONNX Runtime CPU"
 
 
 def write_report(folder: Path, report: dict[str, Any]) -> None:
@@ -40,6 +47,7 @@ def _fmt(value, spec: str = ".2f") -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     labels = [k for k in ("fp32", "pruned", "final") if k in report]
     lines = [f"# edgekit report — target `{report['target']}`", "",
+             f"Latency timed on {report.get('timed_on', 'this host')}, batch 1.", "",
              "| model | size (KiB) | params | MMACs | p50 ms | p90 ms | p99 ms | accuracy % | agreement | cosine |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label in labels:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import TargetError
 from .resources import data_dir
@@ -19,6 +19,20 @@ class BenchSettings(BaseModel):
     threads: int = Field(1, ge=1)
 
 
+class TensorRTSettings(BaseModel):
+    """The board's TensorRT stack: its version picks trtexec's flags, its GPU decides engine reuse."""
+
+    model_config = ConfigDict(extra="forbid")
+    jetpack: str
+    version: str = Field(pattern=r"^\d+\.\d+(\.\d+)*$")
+    compute_capability: str = Field(pattern=r"^\d+\.\d+$")
+    dla_cores: int = Field(0, ge=0)
+    workspace_mb: int = Field(1024, ge=16)
+
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.version.split("."))
+
+
 class Target(BaseModel):
     """What a board is; rules about what its runtime accepts live in backends/."""
 
@@ -26,14 +40,27 @@ class Target(BaseModel):
     name: str
     description: str = ""
     arch: Literal["aarch64", "x86_64"]
-    runtime: Literal["onnxruntime"]
-    device: Literal["cpu"] = "cpu"
+    cpu: str = ""
+    runtime: Literal["onnxruntime", "tensorrt"]
+    device: Literal["cpu", "gpu"] = "cpu"
+    tensorrt: TensorRTSettings | None = None
     precisions: list[Literal["int8", "fp32"]] = ["int8", "fp32"]
     quant_preset: Literal["ort-u8s8", "ort-s8s8", "trt-s8s8"] = "ort-u8s8"
     round_to: int = Field(8, ge=1)
     opset: int = Field(17, ge=13, le=21)
     ort_format: bool = True
     bench: BenchSettings = BenchSettings()
+
+    @model_validator(mode="after")
+    def _runtime_matches(self) -> "Target":
+        if self.runtime == "tensorrt":
+            if self.tensorrt is None:
+                raise ValueError("runtime tensorrt needs a 'tensorrt' block (jetpack, version, compute_capability)")
+            if self.quant_preset != "trt-s8s8" or self.ort_format:
+                raise ValueError("runtime tensorrt needs quant_preset: trt-s8s8 and ort_format: false")
+        elif self.tensorrt is not None:
+            raise ValueError("a 'tensorrt' block needs runtime: tensorrt")
+        return self
 
 
 def host_target() -> str:
@@ -73,4 +100,6 @@ def _parse(path: Path) -> Target:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if not where:  # a rule across keys
+            raise TargetError(f"target file {path}: {first['msg'].removeprefix('Value error, ')}") from exc
         raise TargetError(f"target file {path}: '{where}' {first['msg'].lower()}; fix that key") from exc

@@ -26,6 +26,21 @@ class Violation:
         return f"{self.node}: {self.rule} ({self.fix})"
 
 
+def require_explicit_quantization(path: Path) -> dict:
+    """Check a graph that is about to ship: a violation stops with the first rule broken."""
+    import onnx
+
+    from ..errors import StageError
+
+    violations = check_explicit_quantization(path)
+    if violations:
+        raise StageError(f"{Path(path).name} breaks {len(violations)} TensorRT Q/DQ rule(s), first: "
+                         f"{violations[0]}; quantize with the target's trt-s8s8 preset")
+    graph = onnx.load(str(path), load_external_data=False).graph
+    qdq = sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
+    return {"checked": "tensorrt explicit quantization", "violations": [], "qdq_nodes": qdq, "nodes": len(graph.node)}
+
+
 def check_explicit_quantization(path: Path) -> list[Violation]:
     import onnx
     from onnx import numpy_helper

@@ -66,7 +66,7 @@ def measure_model(path: Path, samples, input_names: list[str], reference: np.nda
 class BenchStage:
     settings_: BenchSettings
     name: str = "bench"
-    accepts: tuple[str, ...] = ("ort",)
+    accepts: tuple[str, ...] = ("ort", "tensorrt")
 
     def settings(self) -> dict[str, Any]:
         return vars(self.settings_)
