@@ -10,7 +10,7 @@ from typing import Any
 
 from ..artifact import Artifact
 from ..backends import ort as ort_backend
-from ..errors import InputError, StageError
+from ..errors import InputError
 from .calibrate import fp32_graph
 from .fidelity import fidelity, fidelity_drop
 
