@@ -55,3 +55,17 @@ def inspect_model(spec: str, weights: str | None = None, data: str | None = None
     from .inspect_run import run_inspect
 
     return run_inspect(spec, weights, data, input_shape)
+
+
+def pack(folder: str | Path, output: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Bundle OUT/<target> into a reproducible .tar.gz (see edgekit.bundle)."""
+    from .bundle import pack as pack_bundle
+
+    return pack_bundle(Path(folder), Path(output) if output else None, force)
+
+
+def verify(bundle: str | Path) -> dict[str, Any]:
+    """Check a bundle's files against its manifest; raises BundleError on any difference."""
+    from .bundle import verify as verify_bundle
+
+    return verify_bundle(Path(bundle))

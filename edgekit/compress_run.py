@@ -17,6 +17,7 @@ from .manifest import write_manifest
 from .models import load_model
 from .pipeline import Context, run_stages
 from .recipe import CompressConfig, load_layer_ratios
+from .reference import REFERENCE, write_reference
 from .report import build_report, write_report
 from .stages.fidelity import drop_unit, fidelity_drop
 from .target import load_target
@@ -189,6 +190,7 @@ def publish(cfg: CompressConfig, target, final: Artifact, ctx: Context, student)
     with atomic_dir(cfg.out / target.name, replace=True) as tmp:
         for role, name in compiled.files.items():
             shutil.copy(folders["compile"] / name, tmp / name)  # keeps build_engine.sh executable
+        write_reference(tmp / REFERENCE, tmp / "model.onnx", ctx.splits.eval, final.input_names)
         write_report(tmp, report)
         write_manifest(tmp, cfg, target, compiled, ctx, student, folders["source"] / "fp32.onnx")
     return report

@@ -147,3 +147,18 @@ def test_engine_builds_with_tensorrt_on_a_matching_gpu(jetson, tmp_path):
                              tmp_path / "layers.json")
     assert built["engine_bytes"] > 0
     assert summarize_engine(tmp_path / "layers.json")["int8_compute_layers"]
+
+
+def test_engine_report_command_reads_a_board_folder(tmp_path):
+    from conftest import run_cli
+
+    for name, sample in (("trtexec.log", "trtexec-10.3.log"), ("layers.json", "layers.json"),
+                         ("profile.json", "profile.json")):
+        shutil.copy(SAMPLES / sample, tmp_path / name)
+    shown = run_cli("engine-report", tmp_path, "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["tensorrt_version"] == "10.3.0" and len(report["layers"]["int8_compute_layers"]) == 2
+    (tmp_path / "trtexec.log").unlink()
+    missing = run_cli("engine-report", tmp_path)
+    assert missing.returncode == 2 and "build_engine.sh" in missing.stderr

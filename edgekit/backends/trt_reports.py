@@ -135,3 +135,13 @@ def _read_json(path: Path, flag: str):
         raise InputError(f"{path} does not exist; trtexec writes it with {flag}") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not valid JSON ({exc}); pass the file trtexec wrote with {flag}") from exc
+
+
+def engine_report(folder: Path) -> dict:
+    """Everything build_engine.sh left in `folder`, read into one record."""
+    folder = Path(folder)
+    log = folder / "trtexec.log"
+    if not log.is_file():
+        raise InputError(f"{log} does not exist; run build_engine.sh on the board and copy its folder back")
+    return {**parse_trtexec_log(log.read_text(errors="replace")),
+            "layers": summarize_engine(folder / "layers.json", folder / "profile.json")}

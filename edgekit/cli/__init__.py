@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import bench, compress, demo, inspect, prune, targets
+from . import bench, compress, demo, engine_report, inspect, pack, prune, targets
 from ._errors import run_guarded
 
 app = typer.Typer(
@@ -23,8 +23,10 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks i
         os.environ["EDGEKIT_DEBUG"] = "1"
 
 
-for module in (demo, compress, bench, inspect):
+for module in (demo, compress, bench, inspect, engine_report):
     app.command(name=module.NAME, help=module.HELP)(module.command)
+app.command(name="pack", help=pack.PACK_HELP)(pack.pack_command)
+app.command(name="verify", help=pack.VERIFY_HELP)(pack.verify_command)
 app.add_typer(targets.app, name="targets")
 app.add_typer(prune.app, name="prune")
 

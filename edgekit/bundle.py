@@ -1,0 +1,152 @@
+"""`edgekit pack` and `edgekit verify`: one reproducible .tar.gz per artifact, checked file by file.
+
+The tarball is byte-reproducible: sorted entries, fixed mtimes, owner 0, normalised modes and a
+gzip header without name or time, so packing the same folder twice gives the same sha256 and a
+hash published for a bundle means something. Verification reads the archive without extracting
+it: every file must be listed in manifest.json with its sha256, and nothing else may be there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from .errors import InputError, OutputExistsError
+from .fsutil import sha256_file
+from .manifest import MANIFEST
+
+BUNDLE_FORMAT = "edgekit-bundle/1"
+FIXED_MTIME = 0
+
+
+class BundleError(InputError):
+    """A bundle is damaged, tampered with or not a bundle."""
+
+
+def pack(folder: Path, output: Path | None = None, force: bool = False) -> dict:
+    """OUT/<target> → OUT/<target>.tar.gz with the apps, samples, README and an all-files manifest."""
+    from .bundle_apps import render_apps
+
+    folder = Path(folder)
+    manifest = _artifact_manifest(folder)
+    output = Path(output) if output else folder.parent / f"{folder.name}.tar.gz"
+    if output.exists() and not force:
+        raise OutputExistsError(f"{output} exists; pass --force to replace it or choose --output")
+    with tempfile.TemporaryDirectory(prefix="edgekit-pack-") as tmp:
+        root = Path(tmp) / folder.name
+        root.mkdir()
+        for name in manifest["files"]:
+            shutil.copy(folder / name, root / name)
+        render_apps(root, manifest)
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        bundle_manifest = {**manifest, "format": BUNDLE_FORMAT, "artifact_format": manifest["format"],
+                           "files": {p.relative_to(root).as_posix(): {"sha256": sha256_file(p),
+                                                                      "bytes": p.stat().st_size}
+                                     for p in files}}
+        (root / MANIFEST).write_text(json.dumps(bundle_manifest, indent=2, sort_keys=True) + "\n")
+        partial = output.with_name(f".{output.name}.partial")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        _write_tar(root, partial)
+        partial.replace(output)
+    return {"bundle": str(output), "sha256": sha256_file(output), "files": len(files) + 1,
+            "target": manifest["target"]["name"]}
+
+
+def _artifact_manifest(folder: Path) -> dict:
+    """The folder's manifest, after checking that its files are still the ones compress wrote."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{folder} has no {MANIFEST}; pass the OUT/<target> folder that edgekit compress wrote")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON; re-run edgekit compress") from exc
+    for name, entry in manifest.get("files", {}).items():
+        if not (folder / name).is_file():
+            raise InputError(f"{folder / name} is listed in {MANIFEST} but missing; re-run edgekit compress")
+        if sha256_file(folder / name) != entry["sha256"]:
+            raise InputError(f"{folder / name} changed since edgekit compress wrote it; re-run edgekit compress")
+    if "reference.npz" not in manifest.get("files", {}):
+        raise InputError(f"{folder} has no reference.npz (made by an older edgekit); re-run edgekit compress")
+    return manifest
+
+
+def _write_tar(root: Path, path: Path) -> None:
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=FIXED_MTIME) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        entries = sorted([root, *root.rglob("*")], key=lambda p: p.relative_to(root.parent).as_posix())
+        for entry in entries:
+            info = tar.gettarinfo(str(entry), arcname=entry.relative_to(root.parent).as_posix())
+            info.mtime, info.uid, info.gid, info.uname, info.gname = FIXED_MTIME, 0, 0, "", ""
+            executable = entry.is_dir() or entry.stat().st_mode & 0o100
+            info.mode = 0o755 if executable else 0o644
+            info.pax_headers = {}
+            if entry.is_file():
+                with open(entry, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+
+
+def verify(bundle: Path) -> dict:
+    """Check every file's sha256 against manifest.json; refuse anything unlisted, missing or unsafe."""
+    bundle = Path(bundle)
+    if not bundle.is_file():
+        raise InputError(f"{bundle} does not exist; pass the .tar.gz that edgekit pack wrote")
+    try:
+        with tarfile.open(bundle, "r:gz") as tar:
+            members = {m.name: m for m in tar.getmembers()}
+            top = _check_members(bundle, members.values())
+            manifest = _read_manifest(bundle, tar, members, top)
+            found = {name[len(top) + 1:]: m for name, m in members.items() if m.isfile()}
+            found.pop(MANIFEST)
+            _check_listing(bundle, manifest, found)
+            for name, entry in manifest["files"].items():
+                digest = hashlib.sha256(tar.extractfile(found[name]).read()).hexdigest()
+                if digest != entry["sha256"]:
+                    raise BundleError(f"{bundle}: {name} does not match its sha256 in {MANIFEST}; "
+                                      "the bundle was changed after packing: do not use it, pack it again")
+    except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
+        raise BundleError(f"{bundle} is not a readable .tar.gz ({exc}); pack it again") from exc
+    return {"bundle": str(bundle), "files": len(manifest["files"]) + 1, "target": manifest["target"]["name"],
+            "sha256": sha256_file(bundle), "ok": True}
+
+
+def _check_members(bundle: Path, members) -> str:
+    tops = set()
+    for m in members:
+        path = PurePosixPath(m.name)
+        if path.is_absolute() or ".." in path.parts or not (m.isfile() or m.isdir()):
+            raise BundleError(f"{bundle}: entry {m.name!r} is unsafe (absolute, '..', link or device); "
+                              "do not unpack it")
+        tops.add(path.parts[0])
+    if len(tops) != 1:
+        raise BundleError(f"{bundle} must hold one top folder, found {sorted(tops)}; pack it again")
+    return tops.pop()
+
+
+def _read_manifest(bundle: Path, tar, members: dict, top: str) -> dict:
+    member = members.get(f"{top}/{MANIFEST}")
+    if member is None:
+        raise BundleError(f"{bundle} has no {top}/{MANIFEST}; it is not an edgekit bundle")
+    try:
+        manifest = json.load(io.TextIOWrapper(tar.extractfile(member), encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{bundle}: {MANIFEST} is not valid JSON; pack it again") from exc
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{bundle}: {MANIFEST} format is {manifest.get('format')!r}, not {BUNDLE_FORMAT}")
+    return manifest
+
+
+def _check_listing(bundle: Path, manifest: dict, found: dict) -> None:
+    listed = set(manifest["files"])
+    if missing := sorted(listed - set(found)):
+        raise BundleError(f"{bundle}: {missing[0]} is listed in {MANIFEST} but missing; pack it again")
+    if extra := sorted(set(found) - listed):
+        raise BundleError(f"{bundle}: {extra[0]} is not listed in {MANIFEST}; the bundle was changed after packing")
