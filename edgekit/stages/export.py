@@ -48,19 +48,7 @@ class ExportStage:
 
                 require_explicit_quantization(out / MODEL)
         else:
-            if artifact.has("onnx"):
-                src = artifact.path("onnx")
-            else:
-                (out / "_fp32").mkdir()
-                fp32_graph(ctx, artifact, out / "_fp32", self.opset)
-                src = out / "_fp32" / MODEL
-            if self.quant == "dynamic":
-                ort_backend.quantize_dynamic(src, out / MODEL)
-                fmt = "onnx-dynamic"
-            else:
-                shutil.copyfile(src, out / MODEL)
-                fmt = "onnx"
-            shutil.rmtree(out / "_fp32", ignore_errors=True)
+            fmt, extra = self._dynamic_or_fp32(ctx, artifact, out)
             fallback = None
         counts = ort_backend.optimized_op_counts(out / MODEL)
         outputs = ort_backend.run_model(out / MODEL, ctx.splits.eval, artifact.input_names)
@@ -69,7 +57,26 @@ class ExportStage:
                    **fidelity(outputs, ctx, artifact.input_names)}
         if fallback is not None:
             metrics["fallback"] = fallback
+        if fmt != "onnx-qdq":
+            metrics.update(extra)
         return artifact.derive(out, fmt, {"onnx": MODEL}), metrics
+
+    def _dynamic_or_fp32(self, ctx, artifact: Artifact, out: Path) -> tuple[str, dict]:
+        if artifact.has("onnx"):
+            src = artifact.path("onnx")
+        else:
+            (out / "_fp32").mkdir()
+            fp32_graph(ctx, artifact, out / "_fp32", self.opset)
+            src = out / "_fp32" / MODEL
+        try:
+            if self.quant == "dynamic":
+                first, _ = next(ctx.splits.calib.batches(1))
+                feed = {n: first[n] for n in artifact.input_names}
+                return "onnx-dynamic", ort_backend.quantize_dynamic(src, out / MODEL, feed)
+            shutil.copyfile(src, out / MODEL)
+            return "onnx", {}
+        finally:
+            shutil.rmtree(out / "_fp32", ignore_errors=True)
 
     def _quantize_static(self, ctx, artifact: Artifact, ranges: dict, out: Path) -> dict | None:
         """Plain static INT8, or with --max-accuracy-drop the fewest FP32 fallbacks that meet it."""
