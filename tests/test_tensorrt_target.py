@@ -162,3 +162,22 @@ def test_engine_report_command_reads_a_board_folder(tmp_path):
     (tmp_path / "trtexec.log").unlink()
     missing = run_cli("engine-report", tmp_path)
     assert missing.returncode == 2 and "build_engine.sh" in missing.stderr
+
+
+def test_jetson_bundle_ships_the_tensorrt_apps_and_an_executable_build_script(jetson, tmp_path):
+    import py_compile
+    import tarfile
+
+    from edgekit.api import pack, verify
+
+    folder, _ = jetson
+    bundle = pack(folder, tmp_path / "jetson.tar.gz")["bundle"]
+    assert verify(bundle)["target"] == "jetson-orin-nano"
+    with tarfile.open(bundle) as tar:
+        modes = {m.name: m.mode for m in tar.getmembers()}
+        tar.extractall(tmp_path / "x", filter="data")
+    root = tmp_path / "x" / "jetson-orin-nano"
+    assert modes["jetson-orin-nano/build_engine.sh"] == 0o755 and modes["jetson-orin-nano/model.onnx"] == 0o644
+    py_compile.compile(str(root / "apps" / "python" / "run_tensorrt.py"), doraise=True)
+    assert "enqueueV3" in (root / "apps" / "cpp" / "main.cpp").read_text()
+    assert '"x", "float32", {1, 1, 28, 28}' in (root / "apps" / "cpp" / "model_io.h").read_text()
