@@ -59,3 +59,23 @@ def test_bert_dynamic_int8_is_fused_quantized_and_faithful(tmp_path):
     assert faster == (export["fused_p50_ms"] if export["transformer_fusion"] == "kept" else export["plain_p50_ms"])
     assert ops.get("DynamicQuantizeMatMul", 0) + ops.get("MatMulIntegerToFloat", 0) >= 8
     assert report["final"]["agreement"] > 0.9 and report["final"]["size_bytes"] < report["fp32"]["size_bytes"]
+
+
+def test_bert_static_int8_quantizes_the_linear_layers_only(tmp_path):
+    import onnx
+
+    from arch_zoo import build
+    from edgekit.api import compress
+    from edgekit.backends.ort import transformer_placement
+
+    model, _ = build("bert")
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 100, (120, 12)).astype(np.int64)
+    np.savez(tmp_path / "text.npz", input_ids=ids, attention_mask=np.ones_like(ids))
+    report = compress(model.model, str(tmp_path / "text.npz"), target="x86-64", out=tmp_path / "s", quant="static")
+    ops = next(s for s in report["stages"] if s["name"] == "export")["metrics"]["optimized_ops"]
+    assert "QLinearSoftmax" not in ops and "QLinearAdd" not in ops
+    graph = onnx.load(str(tmp_path / "s" / "work" / "01-source" / "fp32.onnx")).graph
+    op_types, attention = transformer_placement(tmp_path / "s" / "work" / "01-source" / "fp32.onnx")
+    assert op_types == ["MatMul", "Gemm"] and len(attention) == 2 * sum(n.op_type == "Softmax" for n in graph.node)
+    assert report["final"]["agreement"] > 0.95
