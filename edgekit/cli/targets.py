@@ -25,10 +25,11 @@ def list_targets(ctx: typer.Context,
         emit_json([t.model_dump() for t in targets])
         return
     table = Table(title="edgekit targets")
-    for col in ("name", "arch", "runtime", "precisions", "round_to", "description"):
+    for col in ("name", "arch", "cpu", "runtime", "quant preset", "round_to", "TensorRT (JetPack)"):
         table.add_column(col)
     for t in targets:
-        table.add_row(t.name, t.arch, t.runtime, ",".join(t.precisions), str(t.round_to), t.description)
+        trt = f"{t.tensorrt.version} ({t.tensorrt.jetpack})" if t.tensorrt else "–"
+        table.add_row(t.name, t.arch, t.cpu or "–", t.runtime, t.quant_preset, str(t.round_to), trt)
     Console().print(table)
 
 
