@@ -48,40 +48,56 @@ class Case:
     rows: dict[str, dict] = field(default_factory=dict)
 
 
-def prepare(work: Path, quick: bool) -> list[Case]:
-    """Train the four FP32 models, each on the train split edgekit will use (evaluation stays unseen)."""
+def prepare(work: Path, quick: bool, only: str | None = None) -> list[Case]:
+    """Train the FP32 models (all four, or those whose name contains `only`), each on the train split
+    edgekit will use, so the evaluation split stays unseen."""
     import peer_models as pm
-    from safetensors.torch import save_file
 
     scale = 0.3 if quick else 1.0
+    t0 = time.perf_counter()
+    cases = []
+    for name, build in (("MobileNetV2 (MNIST)", _mnist_cnn), ("ResNet-18 (MNIST)", _mnist_cnn),
+                        ("YOLO-style detector", _detector), ("BERT-tiny (sentiment)", _bert)):
+        if only is None or only.lower() in name.lower():
+            cases.append(build(pm, name, work, scale))
+    print(f"trained {len(cases)} FP32 model(s) in {time.perf_counter() - t0:.0f} s", flush=True)
+    return cases
+
+
+def _mnist_cnn(pm, name: str, work: Path, scale: float) -> Case:
     x, y = pm.mnist()
     n = int(len(x) * scale)
     np.savez(work / "mnist.npz", pixel_values=x[:n], y=y[:n])
     mnist_case = dict(data=work / "mnist.npz", names=["pixel_values"], quality="accuracy")
     train = splits_of(Case("mnist", "", **mnist_case)).train
     tx, ty = train.arrays["pixel_values"], train.labels
-    t0 = time.perf_counter()
-    cases = [Case("MobileNetV2 (MNIST)", str(pm.mobilenet_v2(work / "mnv2", tx, ty, max(2, int(8 * scale)))),
-                  **mnist_case),
-             Case("ResNet-18 (MNIST)", str(pm.resnet18(work / "resnet18", tx, ty, max(2, int(5 * scale)))),
-                  pruned=True, **mnist_case)]
+    if name.startswith("MobileNetV2"):
+        return Case(name, str(pm.mobilenet_v2(work / "mnv2", tx, ty, max(2, int(8 * scale)))), **mnist_case)
+    return Case(name, str(pm.resnet18(work / "resnet18", tx, ty, max(2, int(5 * scale)))), pruned=True,
+                **mnist_case)
+
+
+def _detector(pm, name: str, work: Path, scale: float) -> Case:
+    from safetensors.torch import save_file
+
     images, boxes = pm.canvases(int(3000 * scale))
     det = pm.train_detector(pm.detector(), images, boxes, epochs=max(3, int(8 * scale)))
     save_file({k: v.contiguous() for k, v in det.state_dict().items()}, str(work / "detector.safetensors"))
     np.savez(work / "canvases.npz", x=pm.canvases(int(1500 * scale), seed=1)[0])
     # no labels: budgets are in points of cosine similarity to FP32 (x100)
-    cases.append(Case("YOLO-style detector", "peer_models:detector", work / "canvases.npz", ["x"], "F1 vs FP32",
-                      weights=str(work / "detector.safetensors"), budget=0.1))
+    return Case(name, "peer_models:detector", work / "canvases.npz", ["x"], "F1 vs FP32",
+                weights=str(work / "detector.safetensors"), budget=0.1)
+
+
+def _bert(pm, name: str, work: Path, scale: float) -> Case:
     texts, labels = pm.sentiment(int(5000 * scale))
     np.savez(work / "text.npz", **texts, y=labels)
-    text_case = Case("BERT-tiny (sentiment)", str(work / "bert"), work / "text.npz", ["input_ids", "attention_mask"],
-                     "accuracy", dynamic=True)
-    train = splits_of(text_case).train
+    case = Case(name, str(work / "bert"), work / "text.npz", ["input_ids", "attention_mask"], "accuracy",
+                dynamic=True)
+    train = splits_of(case).train
     # 20 epochs: near convergence (4 left it 3.5 points short), so QAD's extra training cannot pass as recovery
     pm.bert_tiny(work / "bert", train.arrays, train.labels, epochs=max(2, int(20 * scale)))
-    cases.append(text_case)
-    print(f"trained four FP32 models in {time.perf_counter() - t0:.0f} s", flush=True)
-    return cases
+    return case
 
 
 def splits_of(case: Case):
@@ -99,7 +115,7 @@ def timed(fn: Callable[[], Path | None]) -> tuple[Path | None, float, str | None
         return None, time.perf_counter() - start, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
 
 
-def edgekit_runs(case: Case, work: Path, epochs: int) -> dict[str, tuple]:
+def edgekit_runs(case: Case, work: Path, epochs: int, pruned_epochs: int) -> dict[str, tuple]:
     from edgekit.api import compress
 
     common = dict(data=str(case.data), target="x86-64", split=SPLIT, seed=SEED)
@@ -124,7 +140,7 @@ def edgekit_runs(case: Case, work: Path, epochs: int) -> dict[str, tuple]:
         runs["edgekit static, pruned 50%"] = timed(lambda: run("static-p50", **torch_model, quant="static",
                                                               calib="auto", prune=0.5))
         runs["edgekit QAD, pruned 50%"] = timed(lambda: run("qad-p50", **torch_model, quant="qad", calib="auto",
-                                                           prune=0.5, epochs=epochs))
+                                                           prune=0.5, epochs=pruned_epochs))
     return runs
 
 
@@ -218,6 +234,11 @@ def verdict(case: Case) -> list[str]:
         lines.append(f"{case.name}: edgekit's best INT8 within 1.05x of the fastest peer is `{name}`: "
                      f"{case.quality} {best['quality']:.2f} vs best peer {best_peer:.2f}, latency "
                      f"{best['p50'] / fastest:.3f}x the fastest peer -> {'PASS' if passed else 'MISS'}")
+        if best.get("agreement") is not None:  # fidelity to FP32 itself, beside the task metric
+            best_agree = max(r["agreement"] for r in peers.values())
+            ours_agree = max(r["agreement"] for r in eligible.values())
+            lines.append(f"{case.name}: top-1 agreement with FP32, same latency bound: edgekit {ours_agree:.4f} "
+                         f"vs best peer {best_agree:.4f}")
     else:
         lines.append(f"{case.name}: no edgekit INT8 within 1.05x of the fastest peer ({fastest:.3f} ms) -> MISS")
     for suffix in ("", ", pruned 50%"):
@@ -250,6 +271,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300, help="timed runs per round")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; each row keeps its best p50")
     parser.add_argument("--epochs", type=int, default=3, help="QAD epochs")
+    parser.add_argument("--pruned-epochs", type=int, default=8, help="QAD epochs for the pruned student")
     parser.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (a smoke run)")
     parser.add_argument("--only", default=None, help="run only models whose name contains this")
     args = parser.parse_args()
@@ -259,15 +281,13 @@ def main() -> None:
     set_quiet(True)
     work = Path(tempfile.mkdtemp(prefix="edgekit-peers-"))
     started = time.perf_counter()
-    cases = prepare(work, args.quick)
+    cases = prepare(work, args.quick, args.only)
     report, verdicts = [], []
     for case in cases:
-        if args.only and args.only.lower() not in case.name.lower():
-            continue
         folder = work / case.name.split()[0]
         folder.mkdir()
         splits = splits_of(case)
-        runs = edgekit_runs(case, folder, args.epochs)
+        runs = edgekit_runs(case, folder, args.epochs, args.pruned_epochs)
         runs.update(peer_runs(case, runs["FP32"][0], folder, splits.calib))
         measure(case, runs, splits.eval, rounds=args.rounds, n_runs=args.runs)
         report += table(case) + [""]
@@ -279,8 +299,9 @@ def main() -> None:
               f"({SPLIT.split(',')[2]} of each data set); drop in points.", ""]
     text = "\n".join(header + report + ["## Verdicts", ""] + [f"- {v}" for v in verdicts]) + "\n"
     OUT.mkdir(exist_ok=True)
-    (OUT / "peers.md").write_text(text)
-    (OUT / "peers.json").write_text(json.dumps({c.name: c.rows for c in cases}, indent=1, default=str))
+    stem = "peers" if args.only is None else f"peers-{args.only.lower()}"  # a partial run keeps the full one
+    (OUT / f"{stem}.md").write_text(text)
+    (OUT / f"{stem}.json").write_text(json.dumps({c.name: c.rows for c in cases}, indent=1, default=str))
     print(text)
     shutil.rmtree(work, ignore_errors=True)
 
