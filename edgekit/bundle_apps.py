@@ -21,6 +21,7 @@ def render_apps(root: Path, manifest: dict) -> None:
     python = root / "apps" / "python"
     python.mkdir(parents=True)
     shutil.copyfile(TEMPLATES / f"run_{runtime}.py", python / f"run_{runtime}.py")
+    shutil.copyfile(TEMPLATES / "verify_bundle.py", python / "verify_bundle.py")
     cpp = root / "apps" / "cpp"
     shutil.copytree(TEMPLATES / f"cpp_{runtime}", cpp)
     reference = np.load(root / "reference.npz")

@@ -1,0 +1,111 @@
+"""`edgekit profile`: send a bundle to a board over SSH, check it there, run its runner, bring back JSON.
+
+One SSH session does it all: the bundle streams in on stdin (no scp, so ProxyJump and the user's
+config apply), lands in a fresh `mktemp -d` under the board's work dir, is hash-checked on the
+board, run, and removed by a trap whether the run ends, fails or the connection drops. Nothing is
+written locally until the result is back, so a failure leaves local state as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import InputError
+from .ssh import SSH, Board, BoardError
+
+# $1 work dir, $2 python, $3 runner, $4 timed runs, $5 seconds. Exit codes 90-94 name the step that
+# failed. The runner is bounded by `timeout` and watched: if sshd goes away (the client timed out or the
+# link dropped) the shell is re-parented, so it stops the runner and its trap removes the folder.
+REMOTE_JOB = r"""
+set -u
+umask 077
+d=$(mktemp -d "$1/edgekit-profile.XXXXXX") || { echo "EDGEKIT_STEP cannot create a folder in $1" >&2; exit 90; }
+trap 'rm -rf "$d"' EXIT
+trap 'exit 129' HUP INT TERM PIPE
+cat > "$d/bundle.tar.gz" || { echo "EDGEKIT_STEP upload failed" >&2; exit 91; }
+tar -xzf "$d/bundle.tar.gz" -C "$d" || { echo "EDGEKIT_STEP unpacking failed" >&2; exit 92; }
+rm -f "$d/bundle.tar.gz"
+cd "$d"/*/ || exit 92
+command -v "$2" >/dev/null 2>&1 || { echo "EDGEKIT_STEP no $2 on the board" >&2; exit 93; }
+"$2" apps/python/verify_bundle.py >/dev/null || { echo "EDGEKIT_STEP hash check failed" >&2; exit 94; }
+timeout "$5" "$2" "apps/python/$3" --json --runs "$4" &
+job=$!
+parent=$PPID
+while kill -0 "$job" 2>/dev/null; do
+  now=$(cut -d' ' -f4 /proc/$$/stat 2>/dev/null || echo "$parent")
+  if [ "$now" != "$parent" ]; then kill "$job"; exit 129; fi
+  sleep 0.5
+done
+wait "$job"
+"""
+
+
+def parse_board(spec: str) -> Board:
+    """ssh://user@host[:port] → Board (inventory names come with boards.toml)."""
+    if not spec.startswith("ssh://"):
+        raise InputError(f"--board {spec}: give ssh://user@host[:port]")
+    parts = urlsplit(spec)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(f"--board {spec}: the port is not a number; give ssh://user@host[:port]") from exc
+    if not parts.hostname:
+        raise InputError(f"--board {spec}: no host; give ssh://user@host[:port]")
+    return Board(name=parts.hostname if not port else f"{parts.hostname}:{port}", host=parts.hostname,
+                 user=parts.username, port=port)
+
+
+def profile(bundle: Path, board: Board, ssh_config: Path | None = None, runs: int = 200,
+            timeout: float = 600) -> dict:
+    """Run `bundle` (a .tar.gz or an OUT/<target> folder) on `board`; the runner's JSON plus where it ran."""
+    from ..bundle import pack, verify
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-profile-") as tmp:
+        if Path(bundle).is_dir():
+            bundle = Path(pack(bundle, Path(tmp) / f"{Path(bundle).name}.tar.gz")["bundle"])
+        checked = verify(bundle)
+        runner = "run_tensorrt.py" if _runtime(bundle) == "tensorrt" else "run_onnxruntime.py"
+        done = SSH(board, ssh_config).run(["bash", "-c", REMOTE_JOB, "edgekit-profile", board.workdir,
+                                           board.python, runner, str(runs), str(int(timeout))], timeout,
+                                          Path(bundle).read_bytes())
+    if done.returncode != 0:
+        raise BoardError(_explain_job_failure(board, done.returncode, done.stderr.decode(errors="replace")))
+    try:
+        result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError) as exc:
+        raise BoardError(f"board {board.name}: the runner printed no result; run it by hand there "
+                         f"({board.python} apps/python/{runner} --json)") from exc
+    return {**result, "board": board.name, "destination": board.destination, "bundle_sha256": checked["sha256"],
+            "target": checked["target"]}
+
+
+def _runtime(bundle: Path) -> str:
+    import tarfile
+
+    with tarfile.open(bundle, "r:gz") as tar:
+        manifest = next(m for m in tar.getmembers() if m.name.endswith("/manifest.json") and m.name.count("/") == 1)
+        return json.load(tar.extractfile(manifest))["target"]["runtime"]
+
+
+def _explain_job_failure(board: Board, code: int, stderr: str) -> str:
+    text = stderr.lower()
+    where = f"board {board.name}"
+    if "no space left on device" in text:
+        return f"{where}: its disk is full ({board.workdir}); free space there or set another work dir"
+    if "no module named" in text:
+        module = stderr.split("No module named", 1)[1].strip().split()[0].strip("'\"")
+        return f"{where}: {board.python} has no {module}; install it on the board (pip install {module})"
+    if code == 93:
+        return f"{where}: {board.python} is not on the board's PATH; install Python 3 there or name it in boards.toml"
+    if code == 94:
+        return f"{where}: the bundle arrived damaged (hash check failed on the board); retry"
+    if code == 129:
+        return f"{where}: the run was interrupted on the board; retry"
+    if code == 124:
+        return f"{where}: the run did not finish within the time limit; raise --timeout or lower --runs"
+    step = next((ln.split("EDGEKIT_STEP", 1)[1].strip() for ln in stderr.splitlines() if "EDGEKIT_STEP" in ln), None)
+    detail = step or (stderr.strip().splitlines()[-1][:160] if stderr.strip() else f"exit code {code}")
+    return f"{where}: the run failed: {detail}"

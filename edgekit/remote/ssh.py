@@ -1,0 +1,96 @@
+"""The only module that opens connections to boards: the system OpenSSH client, never a library.
+
+Using `ssh` itself means the user's ~/.ssh/config, agents, ProxyJump and known_hosts all apply.
+Host keys are always checked (BatchMode: no prompt, an unknown or changed key is an error), every
+remote command is built with shlex.quote, and every call has a bounded time. ssh's own failures
+(exit 255) are read from its stderr into one-line errors that name the board and the fix.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import EdgekitError
+
+SSH_FAILED = 255
+
+
+class BoardError(EdgekitError):
+    """A board could not be reached or could not run the job; the message names board and fix."""
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    host: str
+    user: str | None = None
+    port: int | None = None
+    target: str | None = None
+    workdir: str = "/tmp"
+    python: str = "python3"
+
+    @property
+    def destination(self) -> str:
+        return f"{self.user}@{self.host}" if self.user else self.host
+
+
+@dataclass
+class SSH:
+    board: Board
+    config: Path | None = None
+    connect_timeout: int = 10
+
+    def args(self) -> list[str]:
+        cmd = ["ssh"]
+        if self.config is not None:
+            cmd += ["-F", str(self.config)]
+        if self.board.port:
+            cmd += ["-p", str(self.board.port)]
+        # BatchMode: never prompt (a password or an unknown host key fails instead of hanging);
+        # keepalives turn a dropped connection into an error within ~15 s.
+        cmd += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
+                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-T", self.board.destination]
+        return cmd
+
+    def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        """Run `argv` on the board (each word quoted); ssh failures become BoardError."""
+        command = " ".join(shlex.quote(a) for a in argv)
+        try:
+            done = subprocess.run([*self.args(), "--", command], input=stdin, capture_output=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise BoardError(f"board {self.board.name}: no answer within {timeout:.0f} s; check that it is "
+                             "powered and not overloaded, or raise --timeout") from exc
+        if done.returncode == SSH_FAILED:
+            raise BoardError(explain_ssh_failure(self.board, done.stderr.decode(errors="replace")))
+        return done
+
+
+def explain_ssh_failure(board: Board, stderr: str) -> str:
+    """ssh's exit 255 and its stderr → what went wrong and how to fix it, in one line."""
+    text = stderr.lower()
+    where = f"board {board.name} ({board.destination}{':' + str(board.port) if board.port else ''})"
+    if "remote host identification has changed" in text or ("host key for" in text and "has changed" in text):
+        return (f"{where}: its host key has changed since it was recorded in known_hosts; if the board was "
+                "re-flashed, remove the old key with `ssh-keygen -R HOST`, otherwise do not connect")
+    if "host key verification failed" in text:
+        return (f"{where}: its host key is not in known_hosts; connect once with `ssh` to check and record "
+                "it (edgekit never accepts unknown keys)")
+    if "permission denied" in text:
+        return f"{where}: authentication failed; install your public key on the board (ssh-copy-id) or load it into ssh-agent"
+    if "could not resolve hostname" in text:
+        return f"{where}: the host name does not resolve; check the name or use the board's IP address"
+    if any(s in text for s in ("connection refused", "no route to host", "connection timed out",
+                               "network is unreachable", "operation timed out")):
+        return f"{where}: unreachable ({_first_line(stderr)}); check that it is powered, on the network and running sshd"
+    if any(s in text for s in ("connection closed", "broken pipe", "connection reset", "timeout, server")):
+        return f"{where}: the connection dropped during the run ({_first_line(stderr)}); check the link and retry"
+    return f"{where}: ssh failed: {_first_line(stderr) or 'no message'}; try `ssh {board.destination}` by hand"
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("@")]
+    return lines[-1][:160] if lines else ""

@@ -1,0 +1,114 @@
+"""`edgekit profile` against a real OpenSSH server on loopback, and the faults a real board gives."""
+
+import glob
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import sshd
+from conftest import run_cli
+
+pytestmark = pytest.mark.skipif(sshd.unavailable() is not None, reason=f"no loopback board: {sshd.unavailable()}")
+VENV_PATH = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, digits_npz, tiny_weights) -> Path:
+    from edgekit.api import compress, pack
+
+    out = tmp_path_factory.mktemp("profile") / "build"
+    compress(model="tiny_models:resnet_tiny", weights=str(tiny_weights), data=str(digits_npz), target="arm64",
+             out=out, quant="static", prune=0)
+    return Path(pack(out / "arm64")["bundle"])
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    running = sshd.LoopbackBoard(tmp_path_factory.mktemp("board"), VENV_PATH).start()
+    yield running
+    running.stop()
+
+
+def _leftovers() -> set[str]:
+    return set(glob.glob("/tmp/edgekit-profile.*"))
+
+
+def _profile(bundle: Path, board, *extra, python: str = sys.executable) -> tuple:
+    before = _leftovers()
+    digest = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    start = time.monotonic()
+    result = run_cli("profile", bundle, "--board", board.url, "--ssh-config", board.ssh_config, "--runs", "20",
+                     "--remote-python", python, *extra, timeout=120)
+    elapsed = time.monotonic() - start
+    assert hashlib.sha256(bundle.read_bytes()).hexdigest() == digest  # the local bundle is untouched
+    assert _leftovers() == before  # the board's temporary folder is gone
+    return result, elapsed
+
+
+def test_profile_returns_latency_percentiles_and_agreement(bundle, board, tmp_path):
+    saved = tmp_path / "result.json"
+    result, _ = _profile(bundle, board, "--json", "--out", str(saved))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    lat = report["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] and report["runs"] == 20
+    assert report["agreement"]["top1_agreement"] == 1.0 and report["agreement"]["max_abs_diff"] < 1e-5
+    assert report["board"] == f"127.0.0.1:{board.port}" and report["versions"]["onnxruntime"]
+    assert json.loads(saved.read_text()) == report
+
+
+def _no_result_written(bundle: Path) -> bool:
+    return not list(bundle.parent.glob("*-on-*.json"))
+
+
+def test_changed_host_key_is_refused(bundle, board, tmp_path):
+    other = sshd._keygen(tmp_path / "other_host_key")
+    board.write_client_config(other)
+    try:
+        result, _ = _profile(bundle, board)
+    finally:
+        board.write_client_config(board.host_pub)
+    assert result.returncode == 2 and "host key has changed" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and _no_result_written(bundle)
+
+
+def test_stopped_server_is_reported_unreachable_quickly(bundle, tmp_path):
+    stopped = sshd.LoopbackBoard(tmp_path / "stopped", VENV_PATH)  # configured, never started
+    result, elapsed = _profile(bundle, stopped)
+    assert result.returncode == 2 and "unreachable" in result.stderr and "127.0.0.1" in result.stderr
+    assert elapsed < 30 and _no_result_written(bundle)
+
+
+def test_board_without_the_runtime_names_what_to_install(bundle, tmp_path):
+    bare = sshd.LoopbackBoard(tmp_path / "bare", "/usr/bin:/bin").start()  # no venv: no onnxruntime
+    try:
+        result, _ = _profile(bundle, bare, python="python3")
+    finally:
+        bare.stop()
+    assert result.returncode == 2 and "board 127.0.0.1" in result.stderr
+    assert "python3 is not on the board's PATH" in result.stderr or "python3 has no" in result.stderr
+    assert _no_result_written(bundle)
+
+
+def test_bad_board_spec_is_a_usage_error(bundle):
+    result = run_cli("profile", bundle, "--board", "pi@192.0.2.1")
+    assert result.returncode == 2 and "ssh://user@host" in result.stderr
+    assert os.path.exists(bundle)
+
+
+def test_timeout_ends_the_job_and_the_board_cleans_up(bundle, board):
+    before = _leftovers()
+    start = time.monotonic()
+    result = run_cli("profile", bundle, "--board", board.url, "--ssh-config", board.ssh_config,
+                     "--remote-python", sys.executable, "--runs", "50000000", "--timeout", "8", timeout=120)
+    assert time.monotonic() - start < 40
+    assert result.returncode == 2 and "no answer within 8 s" in result.stderr
+    deadline = time.monotonic() + 20  # the board's trap removes its folder once sshd hangs up the session
+    while _leftovers() != before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _leftovers() == before and _no_result_written(bundle)
