@@ -112,3 +112,25 @@ def test_timeout_ends_the_job_and_the_board_cleans_up(bundle, board):
     while _leftovers() != before and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _leftovers() == before and _no_result_written(bundle)
+
+
+def test_connection_killed_mid_run_is_reported_and_cleaned_up(bundle, board):
+    import subprocess
+
+    before = _leftovers()
+    cmd = [sys.executable, "-m", "edgekit", "profile", str(bundle), "--board", board.url, "--ssh-config",
+           str(board.ssh_config), "--remote-python", sys.executable, "--runs", "50000000", "--timeout", "60"]
+    client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while _leftovers() == before and time.monotonic() < deadline:  # the job has started on the board
+        time.sleep(0.2)
+    time.sleep(1.0)
+    # kill the server's per-connection processes: the link drops as if the board's cable were pulled
+    subprocess.run(["pkill", "-KILL", "-P", str(board.proc.pid)], check=False)
+    _, stderr = client.communicate(timeout=60)
+    assert client.returncode == 2 and "board 127.0.0.1" in stderr
+    assert "dropped" in stderr or "interrupted" in stderr or "unreachable" in stderr
+    deadline = time.monotonic() + 20
+    while _leftovers() != before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _leftovers() == before and _no_result_written(bundle)

@@ -86,7 +86,8 @@ def explain_ssh_failure(board: Board, stderr: str) -> str:
     if any(s in text for s in ("connection refused", "no route to host", "connection timed out",
                                "network is unreachable", "operation timed out")):
         return f"{where}: unreachable ({_first_line(stderr)}); check that it is powered, on the network and running sshd"
-    if any(s in text for s in ("connection closed", "broken pipe", "connection reset", "timeout, server")):
+    if any(s in text for s in ("connection closed", "closed by remote host", "broken pipe", "connection reset",
+                               "timeout, server")):
         return f"{where}: the connection dropped during the run ({_first_line(stderr)}); check the link and retry"
     return f"{where}: ssh failed: {_first_line(stderr) or 'no message'}; try `ssh {board.destination}` by hand"
 
