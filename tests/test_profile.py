@@ -51,15 +51,15 @@ def _profile(bundle: Path, board, *extra, python: str = sys.executable) -> tuple
 
 
 def test_profile_returns_latency_percentiles_and_agreement(bundle, board, tmp_path):
-    saved = tmp_path / "result.json"
-    result, _ = _profile(bundle, board, "--json", "--out", str(saved))
+    result, _ = _profile(bundle, board, "--json", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     lat = report["latency_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] and report["runs"] == 20
     assert report["agreement"]["top1_agreement"] == 1.0 and report["agreement"]["max_abs_diff"] < 1e-5
     assert report["board"] == f"127.0.0.1:{board.port}" and report["versions"]["onnxruntime"]
-    assert json.loads(saved.read_text()) == report
+    saved = Path(report.pop("saved"))
+    assert saved == tmp_path / f"arm64-on-127.0.0.1-{board.port}.json" and json.loads(saved.read_text()) == report
 
 
 def _no_result_written(bundle: Path) -> bool:
@@ -134,3 +134,41 @@ def test_connection_killed_mid_run_is_reported_and_cleaned_up(bundle, board):
     while _leftovers() != before and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _leftovers() == before and _no_result_written(bundle)
+
+
+def test_named_boards_from_an_inventory_run_in_parallel_and_a_failing_one_is_reported(bundle, board, tmp_path):
+    stopped = sshd.LoopbackBoard(tmp_path / "stopped", VENV_PATH)
+    inventory = tmp_path / "boards.toml"
+    inventory.write_text(f'[boards.desk]\nhost = "127.0.0.1"\nport = {board.port}\nuser = "{board.user}"\n'
+                         f'python = "{sys.executable}"\ntarget = "arm64"\n\n'
+                         f'[boards.gone]\nhost = "127.0.0.1"\nport = {stopped.port}\n')
+    result = run_cli("profile", bundle, "--board", "desk", "--board", "gone", "--inventory", inventory,
+                     "--ssh-config", board.ssh_config, "--runs", "10", "--out", tmp_path, "--json", timeout=120)
+    assert result.returncode == 2 and "board gone" in result.stderr and "unreachable" in result.stderr
+    (desk,) = json.loads(result.stdout)
+    assert desk["board"] == "desk" and desk["agreement"]["top1_agreement"] == 1.0
+    assert (tmp_path / "arm64-on-desk.json").is_file() and not (tmp_path / "arm64-on-gone.json").exists()
+
+
+def test_boards_check_reports_arch_runtimes_and_disk(board, tmp_path):
+    inventory = tmp_path / "boards.toml"
+    inventory.write_text(f'[boards.desk]\nhost = "127.0.0.1"\nport = {board.port}\nuser = "{board.user}"\n'
+                         f'python = "{sys.executable}"\n\n[boards.bare]\nhost = "127.0.0.1"\nport = {board.port}\n'
+                         f'python = "/nonexistent/python3"\n')
+    result = run_cli("boards", "check", "--inventory", inventory, "--ssh-config", board.ssh_config, "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["board"]: r for r in json.loads(result.stdout)}
+    import platform
+
+    import onnxruntime
+
+    assert rows["desk"]["reachable"] and rows["desk"]["arch"] == platform.machine()
+    assert rows["desk"]["onnxruntime"] == onnxruntime.__version__ and rows["desk"]["free_mb"] > 0
+    assert rows["bare"]["reachable"] and rows["bare"]["onnxruntime"] is None and rows["bare"]["python"] is None
+
+
+def test_inventory_with_an_unknown_key_is_refused(bundle, tmp_path):
+    inventory = tmp_path / "boards.toml"
+    inventory.write_text('[boards.pi]\nhost = "192.0.2.1"\nhostname = "x"\n')
+    result = run_cli("profile", bundle, "--board", "pi", "--inventory", inventory)
+    assert result.returncode == 2 and "'hostname'" in result.stderr and "boards.toml" in result.stderr

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import bench, compress, demo, engine_report, inspect, pack, profile, prune, targets
+from . import bench, boards, compress, demo, engine_report, inspect, pack, profile, prune, targets
 from ._errors import run_guarded
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ for module in (demo, compress, bench, inspect, engine_report, profile):
 app.command(name="pack", help=pack.PACK_HELP)(pack.pack_command)
 app.command(name="verify", help=pack.VERIFY_HELP)(pack.verify_command)
 app.add_typer(targets.app, name="targets")
+app.add_typer(boards.app, name="boards")
 app.add_typer(prune.app, name="prune")
 
 

@@ -1,4 +1,4 @@
-"""`edgekit profile`: latency, memory and agreement of a bundle measured on a real board over SSH."""
+"""`edgekit profile`: latency, memory and agreement of a bundle measured on real boards over SSH."""
 
 from __future__ import annotations
 
@@ -10,45 +10,51 @@ import typer
 from ._output import emit_json
 
 NAME = "profile"
-HELP = """Run a bundle on a board over SSH and bring back its measurements.
+HELP = """Run a bundle on one or more boards over SSH and bring back their measurements.
 
-The bundle is copied to a temporary folder on the board, hash-checked there, run by its own
+The bundle is copied to a temporary folder on each board, hash-checked there, run by its own
 runner (latency p50/p90/p99, throughput, peak memory, agreement with the host's outputs on the
 shipped samples), and the folder is removed. Uses your ssh client and its config; host keys are
-always checked.
+always checked. Several --board options run in parallel.
 
-Example:
+Examples:
 
   edgekit profile build/raspberry-pi-5 --board ssh://pi@192.168.1.20
+
+  edgekit profile build/arm64.tar.gz --board pi5 --board pi4     # names from boards.toml
 """
 
 
 def command(
     bundle: Annotated[Path, typer.Argument(help="A bundle .tar.gz, or an OUT/<target> folder (packed on the fly).")],
-    board: Annotated[str, typer.Option(help="The board: ssh://user@host[:port].")],
+    board: Annotated[list[str], typer.Option(help="ssh://user@host[:port] or a name from boards.toml; repeatable.")],
+    inventory: Annotated[Optional[Path], typer.Option(help="boards.toml (default ./boards.toml, then ~/.config/edgekit/).")] = None,
     ssh_config: Annotated[Optional[Path], typer.Option(help="ssh client config to use (ssh -F).")] = None,
-    remote_python: Annotated[str, typer.Option(help="Python on the board that has onnxruntime (a venv's python, say).")] = "python3",
+    remote_python: Annotated[Optional[str], typer.Option(help="Python with onnxruntime on ssh:// boards (default python3).")] = None,
     runs: Annotated[int, typer.Option(help="Timed runs on the board.")] = 200,
-    timeout: Annotated[float, typer.Option(help="Seconds the whole job may take.")] = 600,
-    out: Annotated[Optional[Path], typer.Option(help="Where to save the result JSON.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds the whole job may take per board.")] = 600,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the result JSON files (default: beside the bundle).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result(s) as JSON.")] = False,
 ) -> None:
-    from dataclasses import replace
-
     from ..errors import InputError
-    from ..fsutil import write_json
-    from ..remote.profile import parse_board, profile
+    from ..remote.boards import load_inventory
+    from ..remote.profile import profile_boards
 
     if not bundle.exists():
         raise InputError(f"{bundle} does not exist; pass a bundle from `edgekit pack` or an OUT/<target> folder")
-    target_board = replace(parse_board(board), python=remote_python)
-    result = profile(bundle, target_board, ssh_config, runs, timeout)
-    out = out or bundle.parent / f"{result['target']}-on-{target_board.name.replace(':', '-')}.json"
-    write_json(out, result)
+    results, errors = profile_boards(bundle, board, load_inventory(inventory), ssh_config, remote_python, runs,
+                                     timeout, out or bundle.parent)
     if as_json:
-        emit_json(result)
-        return
-    lat, agree = result["latency_ms"], result["agreement"]
-    typer.echo(f"{result['target']} on {result['board']} ({result['machine']}): p50 {lat['p50']:.3f} ms, "
-               f"p90 {lat['p90']:.3f}, p99 {lat['p99']:.3f}; agreement with host {agree['top1_agreement']}, "
-               f"max |diff| {agree['max_abs_diff']:.3g}. Saved {out}")
+        emit_json(results[0] if len(board) == 1 and results else results)
+    else:
+        for r in results:
+            lat, agree = r["latency_ms"], r["agreement"]
+            typer.echo(f"{r['target']} on {r['board']} ({r['machine']}): p50 {lat['p50']:.3f} ms, p90 "
+                       f"{lat['p90']:.3f}, p99 {lat['p99']:.3f}; agreement with host {agree['top1_agreement']}, "
+                       f"max |diff| {agree['max_abs_diff']:.3g}. Saved {r['saved']}")
+    if errors:
+        for message in errors[:-1]:
+            typer.echo(f"error: {message}", err=True)
+        from ..remote.ssh import BoardError
+
+        raise BoardError(errors[-1])

@@ -109,3 +109,33 @@ def _explain_job_failure(board: Board, code: int, stderr: str) -> str:
     step = next((ln.split("EDGEKIT_STEP", 1)[1].strip() for ln in stderr.splitlines() if "EDGEKIT_STEP" in ln), None)
     detail = step or (stderr.strip().splitlines()[-1][:160] if stderr.strip() else f"exit code {code}")
     return f"{where}: the run failed: {detail}"
+
+
+def profile_boards(bundle: Path, specs: list[str], inventory: dict, ssh_config: Path | None,
+                   remote_python: str | None, runs: int, timeout: float, out_dir: Path) -> tuple[list, list]:
+    """Profile every board in parallel; each result is saved as OUT_DIR/<target>-on-<board>.json.
+
+    A failing board does not stop the others: its one-line error is collected instead.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    from ..fsutil import write_json
+    from .boards import resolve
+
+    boards = [resolve(spec, inventory) for spec in specs]
+    if remote_python:
+        boards = [replace(b, python=remote_python) if b.name not in inventory else b for b in boards]
+
+    def one(board: Board):
+        try:
+            result = profile(bundle, board, ssh_config, runs, timeout)
+        except BoardError as exc:
+            return None, str(exc)
+        path = Path(out_dir) / f"{result['target']}-on-{board.name.replace(':', '-')}.json"
+        write_json(path, result)
+        return {**result, "saved": str(path)}, None
+
+    with ThreadPoolExecutor(max_workers=max(1, len(boards))) as pool:
+        outcomes = list(pool.map(one, boards))
+    return [r for r, _ in outcomes if r], [e for _, e in outcomes if e]

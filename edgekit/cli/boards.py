@@ -1,0 +1,45 @@
+"""`edgekit boards check`: is each board reachable, what is it, what can it run, how much disk is free."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Boards from boards.toml (or ssh:// addresses).", no_args_is_help=True)
+
+
+@app.command("check")
+def check(
+    board: Annotated[Optional[list[str]], typer.Option(help="Board name or ssh:// address (default: every board in the inventory).")] = None,
+    inventory: Annotated[Optional[Path], typer.Option(help="boards.toml (default ./boards.toml, then ~/.config/edgekit/).")] = None,
+    ssh_config: Annotated[Optional[Path], typer.Option(help="ssh client config to use (ssh -F).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Reachability, architecture, Python/onnxruntime/TensorRT versions and free disk of each board."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..errors import InputError
+    from ..remote.boards import check_board, load_inventory, resolve
+    from ._output import emit_json
+
+    known = load_inventory(inventory)
+    specs = board or list(known)
+    if not specs:
+        raise InputError("no boards: pass --board ssh://user@host or write a boards.toml")
+    boards = [resolve(spec, known) for spec in specs]
+    with ThreadPoolExecutor(max_workers=len(boards)) as pool:
+        rows = list(pool.map(lambda b: check_board(b, ssh_config), boards))
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(title="edgekit boards")
+    for col in ("board", "reachable", "arch", "python", "onnxruntime", "tensorrt", "free MB"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["board"], "yes" if r["reachable"] else r["error"], *(str(r.get(k) or "–") for k in
+                      ("arch", "python", "onnxruntime", "tensorrt", "free_mb")))
+    Console().print(table)
