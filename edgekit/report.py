@@ -46,20 +46,25 @@ def _fmt(value, spec: str = ".2f") -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     labels = [k for k in ("fp32", "pruned", "final") if k in report]
+    boards = report.get("on_board", {})
     lines = [f"# edgekit report — target `{report['target']}`", "",
-             f"Latency timed on {report.get('timed_on', 'this host')}, batch 1.", "",
-             "| model | size (KiB) | params | MMACs | p50 ms | p90 ms | p99 ms | accuracy % | agreement | cosine |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"Latency timed on {report.get('timed_on', 'this host')}, batch 1"
+             + ("; on-board columns from `edgekit profile`." if boards else "."), "",
+             "| model | size (KiB) | params | MMACs | p50 ms | p90 ms | p99 ms | accuracy % | agreement | cosine |"
+             + "".join(f" on {b} p50 ms |" for b in boards),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(boards)]
     for label in labels:
         m = report[label]
         lat = m["latency_ms"]
         lines.append(
             f"| {label} | {m['size_bytes'] / 1024:.1f} | {m['params']:,} | {m['macs'] / 1e6:.2f} | "
             f"{lat['p50']:.3f} | {lat['p90']:.3f} | {lat['p99']:.3f} | {_fmt(m['accuracy'])} | "
-            f"{_fmt(m['agreement'], '.4f')} | {_fmt(m['cosine'], '.4f')} |")
+            f"{_fmt(m['agreement'], '.4f')} | {_fmt(m['cosine'], '.4f')} |"
+            + "".join(f" {b['latency_ms']['p50']:.3f} |" if label == "final" else " – |" for b in boards.values()))
     r = report["ratios"]
     lines += ["", f"Final vs FP32: size ×{r['size']:.3f}, speed-up ×{r['speedup_p50']:.2f} (p50), "
-                  f"accuracy drop {_fmt(r['accuracy_drop'])} points.", "", "## Stages", ""]
+                  f"accuracy drop {_fmt(r['accuracy_drop'])} points.", ""]
+    lines += _on_board_section(boards) + ["## Stages", ""]
     for stage in report["stages"]:
         lines += [f"### {stage['folder']} ({stage['seconds']:.1f} s)", "", "| metric | value |", "|---|---|"]
         for key, value in stage["metrics"].items():
@@ -67,6 +72,38 @@ def render_markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {key} | {_fmt(value, '.4g') if isinstance(value, float) else value} |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _on_board_section(boards: dict[str, Any]) -> list[str]:
+    if not boards:
+        return []
+    lines = ["## On board", "", "| board | machine | p50 ms | p90 ms | p99 ms | per second | peak memory MiB | "
+             "top-1 agreement with host | max abs diff | runtime |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for name, b in boards.items():
+        lat, agree = b["latency_ms"], b["agreement"]
+        runtime = ", ".join(f"{k} {v}" for k, v in b.get("versions", {}).items() if k != "python")
+        lines.append(f"| {name} | {b.get('machine', '–')} | {lat['p50']:.3f} | {lat['p90']:.3f} | {lat['p99']:.3f} | "
+                     f"{b.get('throughput_per_s', 0):.0f} | {_fmt(b.get('peak_rss_bytes', 0) / 2**20, '.1f')} | "
+                     f"{_fmt(agree.get('top1_agreement'), '.4f')} | {agree['max_abs_diff']:.3g} | {runtime} |")
+    return lines + [""]
+
+
+def fold_on_board(folder: Path, result: dict[str, Any]) -> None:
+    """Add one board's profile to OUT/<target>'s report (and the report's hashes in manifest.json)."""
+    import json
+
+    from .fsutil import sha256_file
+    from .manifest import MANIFEST
+
+    report = json.loads((folder / "report.json").read_text())
+    report.setdefault("on_board", {})[result["board"]] = {k: v for k, v in result.items() if k != "saved"}
+    write_json(folder / "report.json", report)
+    write_text(folder / "report.md", render_markdown(report))
+    manifest = json.loads((folder / MANIFEST).read_text())
+    for name in ("report.json", "report.md"):
+        if name in manifest["files"]:
+            manifest["files"][name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+    write_json(folder / MANIFEST, manifest)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -172,3 +172,20 @@ def test_inventory_with_an_unknown_key_is_refused(bundle, tmp_path):
     inventory.write_text('[boards.pi]\nhost = "192.0.2.1"\nhostname = "x"\n')
     result = run_cli("profile", bundle, "--board", "pi", "--inventory", inventory)
     assert result.returncode == 2 and "'hostname'" in result.stderr and "boards.toml" in result.stderr
+
+
+def test_profiling_an_artifact_folder_adds_an_on_board_column_to_its_report(bundle, board, tmp_path):
+    import shutil
+
+    from edgekit.api import pack, verify
+
+    folder = tmp_path / "arm64"
+    shutil.copytree(bundle.parent / "arm64", folder)
+    result = run_cli("profile", folder, "--board", board.url, "--ssh-config", board.ssh_config,
+                     "--remote-python", sys.executable, "--runs", "10", timeout=120)
+    assert result.returncode == 0, result.stderr
+    report_md = (folder / "report.md").read_text()
+    assert f"on 127.0.0.1:{board.port} p50 ms" in report_md and "## On board" in report_md
+    report = json.loads((folder / "report.json").read_text())
+    assert report["on_board"][f"127.0.0.1:{board.port}"]["agreement"]["top1_agreement"] == 1.0
+    assert verify(pack(folder, tmp_path / "again.tar.gz")["bundle"])["ok"]  # hashes were kept in step

@@ -138,4 +138,15 @@ def profile_boards(bundle: Path, specs: list[str], inventory: dict, ssh_config: 
 
     with ThreadPoolExecutor(max_workers=max(1, len(boards))) as pool:
         outcomes = list(pool.map(one, boards))
-    return [r for r, _ in outcomes if r], [e for _, e in outcomes if e]
+    results = [r for r, _ in outcomes if r]
+    _fold_into_report(Path(bundle), results)
+    return results, [e for _, e in outcomes if e]
+
+
+def _fold_into_report(bundle: Path, results: list[dict]) -> None:
+    """An OUT/<target> folder's report gains an on-board column per board; a .tar.gz stays as packed."""
+    from ..report import fold_on_board
+
+    if bundle.is_dir() and (bundle / "report.json").is_file():
+        for result in results:
+            fold_on_board(bundle, result)
