@@ -189,3 +189,38 @@ def test_profiling_an_artifact_folder_adds_an_on_board_column_to_its_report(bund
     report = json.loads((folder / "report.json").read_text())
     assert report["on_board"][f"127.0.0.1:{board.port}"]["agreement"]["top1_agreement"] == 1.0
     assert verify(pack(folder, tmp_path / "again.tar.gz")["bundle"])["ok"]  # hashes were kept in step
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs as the board's work dir: smaller than any bundle."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_full_remote_disk_names_the_board_and_the_fix(bundle, board, full_disk, tmp_path):
+    inventory = tmp_path / "boards.toml"
+    inventory.write_text(f'[boards.full]\nhost = "127.0.0.1"\nport = {board.port}\nuser = "{board.user}"\n'
+                         f'python = "{sys.executable}"\nworkdir = "{full_disk}"\n')
+    result = run_cli("profile", bundle, "--board", "full", "--inventory", inventory, "--ssh-config",
+                     board.ssh_config, "--runs", "10", timeout=120)
+    assert result.returncode == 2 and "board full: its disk is full" in result.stderr
+    assert not list(full_disk.iterdir()) and _no_result_written(bundle)  # nothing left behind on the board
+
+
+def test_refused_key_is_an_authentication_error(bundle, tmp_path):
+    locked = sshd.LoopbackBoard(tmp_path / "locked", VENV_PATH)
+    (locked.root / "authorized_keys").write_text(sshd._keygen(tmp_path / "someone_else") + "\n")
+    locked.start()
+    try:
+        result, elapsed = _profile(bundle, locked)
+    finally:
+        locked.stop()
+    assert result.returncode == 2 and "authentication failed" in result.stderr and "ssh-copy-id" in result.stderr
+    assert elapsed < 30 and _no_result_written(bundle)
