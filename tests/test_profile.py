@@ -224,3 +224,18 @@ def test_refused_key_is_an_authentication_error(bundle, tmp_path):
         locked.stop()
     assert result.returncode == 2 and "authentication failed" in result.stderr and "ssh-copy-id" in result.stderr
     assert elapsed < 30 and _no_result_written(bundle)
+
+
+def test_tegrastats_lines_give_peak_memory_and_power():
+    from edgekit.remote.tegrastats import energy_per_inference_mj, parse_tegrastats
+
+    orin = ["11-24-2026 10:00:00 RAM 2405/7620MB (lfb 2x4MB) SWAP 0/3810MB (cached 0MB) CPU [12%@1510,8%@1510] "
+            "GR3D_FREQ 45% cpu@52.1C VDD_IN 5120mW/5000mW VDD_CPU_GPU_CV 1520mW/1400mW VDD_SOC 1480mW/1450mW",
+            "11-24-2026 10:00:00 RAM 2411/7620MB (lfb 2x4MB) SWAP 0/3810MB (cached 0MB) CPU [30%@1510,9%@1510] "
+            "GR3D_FREQ 99% cpu@52.3C VDD_IN 6880mW/5940mW VDD_CPU_GPU_CV 2920mW/2160mW VDD_SOC 1600mW/1525mW"]
+    parsed = parse_tegrastats(orin)
+    assert parsed == {"samples": 2, "peak_ram_mb": 2411, "mean_power_mw": 6000.0}
+    assert energy_per_inference_mj(parsed, 0.5) == pytest.approx(3.0)
+    older = ["RAM 1900/3964MB (lfb 90x4MB) CPU [5%@1479,off,off,off] POM_5V_IN 3210/3100 POM_5V_GPU 120/100"]
+    assert parse_tegrastats(older)["mean_power_mw"] == 3210
+    assert parse_tegrastats(["no samples here"]) is None

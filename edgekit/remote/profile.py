@@ -31,6 +31,11 @@ rm -f "$d/bundle.tar.gz"
 cd "$d"/*/ || exit 92
 command -v "$2" >/dev/null 2>&1 || { echo "EDGEKIT_STEP no $2 on the board" >&2; exit 93; }
 "$2" apps/python/verify_bundle.py >/dev/null || { echo "EDGEKIT_STEP hash check failed" >&2; exit 94; }
+if [ "$3" = run_tensorrt.py ] && [ ! -f model.engine ]; then
+  timeout "$5" ./build_engine.sh >build.log 2>&1 || { tail -3 build.log >&2; echo "EDGEKIT_STEP engine build failed" >&2; exit 95; }
+fi
+tegra=
+if command -v tegrastats >/dev/null 2>&1; then tegrastats --interval 100 --logfile "$d/tegra.log" & tegra=$!; fi
 timeout "$5" "$2" "apps/python/$3" --json --runs "$4" &
 job=$!
 parent=$PPID
@@ -40,6 +45,9 @@ while kill -0 "$job" 2>/dev/null; do
   sleep 0.5
 done
 wait "$job"
+status=$?
+if [ -n "$tegra" ]; then kill "$tegra" 2>/dev/null; sed 's/^/EDGEKIT_TEGRA /' "$d/tegra.log" >&2; fi
+exit $status
 """
 
 
@@ -78,8 +86,12 @@ def profile(bundle: Path, board: Board, ssh_config: Path | None = None, runs: in
     except (json.JSONDecodeError, IndexError) as exc:
         raise BoardError(f"board {board.name}: the runner printed no result; run it by hand there "
                          f"({board.python} apps/python/{runner} --json)") from exc
+    from .tegrastats import energy_per_inference_mj, from_stderr, parse_tegrastats
+
+    power = parse_tegrastats(from_stderr(done.stderr.decode(errors="replace")))
     return {**result, "board": board.name, "destination": board.destination, "bundle_sha256": checked["sha256"],
-            "target": checked["target"]}
+            "target": checked["target"], "tegrastats": power,
+            "energy_per_inference_mj": energy_per_inference_mj(power, result["latency_ms"]["mean"])}
 
 
 def _runtime(bundle: Path) -> str:
@@ -88,6 +100,11 @@ def _runtime(bundle: Path) -> str:
     with tarfile.open(bundle, "r:gz") as tar:
         manifest = next(m for m in tar.getmembers() if m.name.endswith("/manifest.json") and m.name.count("/") == 1)
         return json.load(tar.extractfile(manifest))["target"]["runtime"]
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if "EDGEKIT_STEP" not in ln]
+    return lines[-1][:160] if lines else "no message"
 
 
 def _explain_job_failure(board: Board, code: int, stderr: str) -> str:
@@ -102,6 +119,8 @@ def _explain_job_failure(board: Board, code: int, stderr: str) -> str:
         return f"{where}: {board.python} is not on the board's PATH; install Python 3 there or name it in boards.toml"
     if code == 94:
         return f"{where}: the bundle arrived damaged (hash check failed on the board); retry"
+    if code == 95:
+        return f"{where}: build_engine.sh failed on the board ({_last_line(stderr)}); run it there by hand to see why"
     if code == 129:
         return f"{where}: the run was interrupted on the board; retry"
     if code == 124:
