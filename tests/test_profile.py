@@ -18,12 +18,12 @@ VENV_PATH = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory, digits_npz, tiny_weights) -> Path:
+def bundle(tmp_path_factory) -> Path:
+    """The MNIST example's arm64 bundle."""
     from edgekit.api import compress, pack
 
     out = tmp_path_factory.mktemp("profile") / "build"
-    compress(model="tiny_models:resnet_tiny", weights=str(tiny_weights), data=str(digits_npz), target="arm64",
-             out=out, quant="static", prune=0)
+    compress(model="example:mnist-student", data="example:mnist", target="arm64", out=out, quant="static", prune=0)
     return Path(pack(out / "arm64")["bundle"])
 
 
