@@ -65,11 +65,23 @@ def alpha_at(cfg: TrainConfig, epoch: int) -> float:
 Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor | None]
 
 
+@dataclass
+class Resume:
+    """What an interrupted `distill` needs besides the student's weights."""
+
+    optimizer: dict
+    best_score: float = -float("inf")
+    best_state: dict | None = None
+    since_best: int = 0
+
+
 def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[int], Iterable[Batch]],
             cfg: TrainConfig, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
             train_mode: Callable[[nn.Module], None] | None = None,
             validate: Callable[[], float] | None = None, feature_kd: "FeatureKD | None" = None,
-            epochs: range | None = None) -> list[dict[str, float]]:
+            epochs: range | None = None, resume: "Resume | None" = None,
+            checkpoint: Callable[[int, dict[str, float], torch.optim.Optimizer], None] | None = None,
+            ) -> list[dict[str, float]]:
     """Train `student` against `teacher` (or labels only when teacher is None).
 
     `batches(epoch)` yields (inputs, labels) so the caller owns shuffling and
@@ -78,7 +90,9 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
     best epoch's weights are kept, and training stops after `cfg.patience`
     epochs without improvement. `feature_kd` adds its loss on the chosen layer pairs.
     `epochs` runs part of the schedule (learning rate and alpha follow all
-    `cfg.epochs`), so a caller can change the model between parts.
+    `cfg.epochs`), so a caller can change the model between parts. `checkpoint`
+    is called after every epoch with the optimizer; `resume` restores its state
+    and the best epoch so far, so an interrupted run continues where it stopped.
     """
     torch.manual_seed(cfg.seed)
     params = [p for p in student.parameters() if p.requires_grad]
@@ -90,6 +104,9 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
         teacher.eval()
     history = []
     best_score, best_state, since_best = -float("inf"), None, 0
+    if resume is not None:
+        opt.load_state_dict(resume.optimizer)
+        best_score, best_state, since_best = resume.best_score, resume.best_state, resume.since_best
     for epoch in epochs if epochs is not None else range(cfg.epochs):
         alpha = alpha_at(cfg, epoch)
         for group in opt.param_groups:  # cosine annealing over the whole schedule
@@ -130,6 +147,8 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
         history.append(record)
         if on_epoch:
             on_epoch(epoch, record)
+        if checkpoint:
+            checkpoint(epoch, record, opt)
         if stop:
             break
     if feature_kd is not None:

@@ -39,3 +39,9 @@ class TinyResNet(nn.Module):
 def resnet_tiny() -> nn.Module:
     torch.manual_seed(0)
     return TinyResNet()
+
+
+def resnet_tiny_student() -> nn.Module:
+    """Half the width of resnet_tiny: about a quarter of its parameters."""
+    torch.manual_seed(1)
+    return TinyResNet(width=8)

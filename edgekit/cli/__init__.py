@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import bench, boards, compress, demo, engine_report, inspect, pack, profile, prune, targets
+from . import bench, boards, compress, demo, distill, engine_report, inspect, pack, profile, prune, targets
 from ._errors import run_guarded
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks i
         os.environ["EDGEKIT_DEBUG"] = "1"
 
 
-for module in (demo, compress, bench, inspect, engine_report, profile):
+for module in (demo, distill, compress, bench, inspect, engine_report, profile):
     app.command(name=module.NAME, help=module.HELP)(module.command)
 app.command(name="pack", help=pack.PACK_HELP)(pack.pack_command)
 app.command(name="verify", help=pack.VERIFY_HELP)(pack.verify_command)

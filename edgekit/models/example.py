@@ -70,6 +70,12 @@ def build(name: str) -> nn.Module:
     return MnistNet(WIDTHS[name])
 
 
+def mnist_student() -> nn.Module:
+    """A fresh, untrained example student (for `edgekit distill --student edgekit.models.example:mnist_student`)."""
+    torch.manual_seed(0)
+    return build("mnist-student")
+
+
 def cache_dir() -> Path:
     root = os.environ.get("EDGEKIT_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgekit")

@@ -1,0 +1,56 @@
+"""`edgekit distill`: make a student from a teacher (response distillation), resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._output import emit_json, start
+
+NAME = "distill"
+HELP = """Distil a student from a teacher: KL at a temperature (scaled by T²) mixed with the task loss.
+
+Each epoch is checkpointed (safetensors); --resume continues a stopped run. The best epoch by
+agreement with the teacher on the calibration split is kept as OUT/student.safetensors.
+
+Example:
+
+  edgekit distill --teacher example:mnist-teacher --student edgekit.models.example:mnist_student --data example:mnist --out distilled/
+"""
+
+
+def command(
+    teacher: Annotated[str, typer.Option(help="Teacher: transformers folder, package.module:factory or example:NAME.")],
+    student: Annotated[str, typer.Option(help="Student: transformers folder or package.module:factory (built fresh).")],
+    data: Annotated[str, typer.Option(help="Training data (.npz, folder, image folder, or example:mnist).")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    teacher_weights: Annotated[Optional[str], typer.Option(help="Teacher weights file.")] = None,
+    student_weights: Annotated[Optional[str], typer.Option(help="Start the student from these weights.")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
+    lr: Annotated[float, typer.Option(help="Learning rate (cosine-annealed).")] = 1e-3,
+    temperature: Annotated[float, typer.Option(help="Distillation temperature T.")] = 4.0,
+    alpha: Annotated[float, typer.Option(help="Task-loss weight (1 - alpha goes to KD).")] = 0.5,
+    alpha_end: Annotated[Optional[float], typer.Option(help="Ramp alpha linearly to this by the last epoch.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without better agreement (0: never).")] = 0,
+    split: Annotated[str, typer.Option(help="train,calib,eval fractions.")] = "0.7,0.1,0.2",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped run in OUT.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json.")] = False,
+) -> None:
+    from ..api import distill
+
+    start(as_json)
+    report = distill(teacher=teacher, student=student, data=data, out=out, teacher_weights=teacher_weights,
+                     student_weights=student_weights, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha,
+                     alpha_end=alpha_end, batch_size=batch_size, patience=patience, split=split, seed=seed,
+                     force=force, resume=resume)
+    if as_json:
+        emit_json(report)
+        return
+    t, s = report["teacher"], report["student"]
+    typer.echo(f"student {s['accuracy']}% vs teacher {t['accuracy']}% at {report['params_ratio']:.3f}x the "
+               f"parameters (agreement {s['agreement']:.4f}); saved {out / 'student.safetensors'}")
