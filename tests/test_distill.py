@@ -62,3 +62,13 @@ def test_distill_command_refuses_an_existing_output_and_bad_options(tmp_path, di
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
     bad = run_cli(*common, "--out", tmp_path / "new", "--alpha", "1.5")
     assert bad.returncode == 2 and "--alpha" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_mnist_example_student_within_one_point_of_its_teacher_at_a_quarter_of_the_parameters(tmp_path):
+    result = run_cli("distill", "--teacher", "example:mnist-teacher", "--student",
+                     "edgekit.models.example:mnist_student", "--data", "example:mnist", "--out", tmp_path / "d",
+                     "--epochs", "8", "--lr", "3e-3", "--alpha", "0.3", "--json", timeout=900)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["params_ratio"] <= 0.25
+    assert report["teacher"]["accuracy"] - report["student"]["accuracy"] <= 1.0

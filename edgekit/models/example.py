@@ -71,9 +71,10 @@ def build(name: str) -> nn.Module:
 
 
 def mnist_student() -> nn.Module:
-    """A fresh, untrained example student (for `edgekit distill --student edgekit.models.example:mnist_student`)."""
+    """A fresh student for `edgekit distill --student edgekit.models.example:mnist_student`: 0.21x the
+    teacher's parameters (the demo's cached student, halved widths, is 0.252x: stem and classifier)."""
     torch.manual_seed(0)
-    return build("mnist-student")
+    return MnistNet((16, 32, 56))
 
 
 def cache_dir() -> Path:
