@@ -73,14 +73,7 @@ def verify(bundle: str | Path) -> dict[str, Any]:
 
 def distill(**options: Any) -> dict[str, Any]:
     """Distil a student from a teacher (see edgekit.distill_run); returns report.json's content."""
-    from pydantic import ValidationError
+    from .distill_run import run_distill
+    from .recipe import DistillConfig, validated
 
-    from .distill_run import DistillConfig, run_distill
-
-    try:
-        cfg = DistillConfig(**options)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
-        raise InputError(f"{name}: {err['msg'].removeprefix('Value error, ')}") from exc
-    return run_distill(cfg)
+    return run_distill(validated(DistillConfig, options))

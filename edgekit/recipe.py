@@ -1,4 +1,4 @@
-"""Validated settings of `compress`; the CLI and the Python API both build one of these."""
+"""Validated settings of `compress` and `distill`; the CLI and the Python API both build these."""
 
 from __future__ import annotations
 
@@ -56,10 +56,35 @@ class CompressConfig(BaseModel):
         return v
 
 
+class DistillConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    teacher: str
+    student: str
+    data: str
+    out: Path
+    teacher_weights: str | None = None
+    student_weights: str | None = None
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
+    alpha_end: float | None = Field(None, ge=0, le=1)
+    batch_size: int = Field(64, ge=1)
+    patience: int = Field(0, ge=0)
+    split: str = "0.7,0.1,0.2"
+    seed: int = 0
+    force: bool = False
+    resume: bool = False
+
+
 def make_config(**options) -> CompressConfig:
-    """Build a config, turning validation errors into one-line InputErrors."""
+    return validated(CompressConfig, options)
+
+
+def validated(model: type[BaseModel], options: dict):
+    """Build a config, turning validation errors into one-line InputErrors named after the option."""
     try:
-        return CompressConfig(**options)
+        return model(**options)
     except ValidationError as exc:
         err = exc.errors()[0]
         name = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"

@@ -178,6 +178,12 @@ def quantize_qdq(fp32: Path, out: Path, ranges: dict[str, list[float]], method: 
     return out
 
 
+def is_attention_graph(graph) -> bool:
+    """A softmax between MatMuls: the graphs that get transformer treatment (fusion, linear-only INT8)."""
+    ops = [n.op_type for n in graph.node]
+    return "Softmax" in ops and ops.count("MatMul") >= 2
+
+
 def transformer_placement(fp32: Path) -> tuple[list[str] | None, list[str]]:
     """For attention graphs: quantize the weight-bearing MatMul/Gemm layers only.
 
@@ -188,8 +194,7 @@ def transformer_placement(fp32: Path) -> tuple[list[str] | None, list[str]]:
     import onnx
 
     graph = onnx.load(str(fp32), load_external_data=False).graph
-    ops = [n.op_type for n in graph.node]
-    if "Softmax" not in ops or ops.count("MatMul") < 2:
+    if not is_attention_graph(graph):
         return None, []
     weights = {i.name for i in graph.initializer}
     constants = {o for n in graph.node if n.op_type == "Constant" for o in n.output}
@@ -265,8 +270,7 @@ def fuse_transformer(fp32: Path, out: Path) -> Path | None:
     None for other graphs or where the optimizer cannot handle the graph."""
     import onnx
 
-    ops = [n.op_type for n in onnx.load(str(fp32), load_external_data=False).graph.node]
-    if "Softmax" not in ops or ops.count("MatMul") < 2:
+    if not is_attention_graph(onnx.load(str(fp32), load_external_data=False).graph):
         return None
     from onnxruntime.transformers import optimizer
 

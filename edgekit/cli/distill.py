@@ -52,5 +52,6 @@ def command(
         emit_json(report)
         return
     t, s = report["teacher"], report["student"]
+    fidelity = f"agreement {s['agreement']:.4f}" if s["agreement"] is not None else f"cosine {s['cosine']:.4f}"
     typer.echo(f"student {s['accuracy']}% vs teacher {t['accuracy']}% at {report['params_ratio']:.3f}x the "
-               f"parameters (agreement {s['agreement']:.4f}); saved {out / 'student.safetensors'}")
+               f"parameters ({fidelity} with the teacher); saved {out / 'student.safetensors'}")

@@ -17,6 +17,18 @@ def torch_outputs(model, samples, input_names: list[str], batch_size: int = 256)
     return np.concatenate(outs) if samples.batchable else np.stack(outs)
 
 
+def agreement_scorer(model, teacher, samples, input_names: list[str]):
+    """A validation score for early stopping: top-1 agreement with the teacher on `samples`, or cosine
+    similarity for outputs that are not class scores. Higher is better."""
+    reference = torch_outputs(teacher, samples, input_names)
+
+    def score() -> float:
+        outputs = torch_outputs(model, samples, input_names)
+        agreement = top1_agreement(outputs, reference)
+        return agreement if agreement is not None else mean_cosine(outputs, reference)
+    return score
+
+
 def teacher_outputs(ctx, input_names: list[str]) -> np.ndarray:
     """Teacher logits on the eval split, computed once per run."""
     if "teacher_eval" not in ctx.cache:

@@ -163,20 +163,13 @@ class QadStage:
 
 
 def _calib_agreement(ctx, model, names: list[str], patience: int):
-    """Validation for early stopping (only with --patience): top-1 agreement with the teacher on the
-    calibration split, disjoint from the evaluation split that the report measures."""
-    from ..metrics import mean_cosine, top1_agreement
-    from .fidelity import torch_outputs
+    """Validation for early stopping (only with --patience), on the calibration split: disjoint from
+    the evaluation split that the report measures."""
+    from .fidelity import agreement_scorer
 
     if ctx.teacher is None or not patience:
         return None
-    reference = torch_outputs(ctx.teacher, ctx.splits.calib, names)
-
-    def score() -> float:
-        outputs = torch_outputs(model, ctx.splits.calib, names)
-        agreement = top1_agreement(outputs, reference)
-        return agreement if agreement is not None else mean_cosine(outputs, reference)
-    return score
+    return agreement_scorer(model, ctx.teacher, ctx.splits.calib, names)
 
 
 def _log_epoch(epoch: int, record: dict[str, float]) -> None:
