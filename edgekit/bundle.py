@@ -115,7 +115,7 @@ def verify(bundle: Path) -> dict:
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
         raise BundleError(f"{bundle} is not a readable .tar.gz ({exc}); pack it again") from exc
     return {"bundle": str(bundle), "files": len(manifest["files"]) + 1, "target": manifest["target"]["name"],
-            "sha256": sha256_file(bundle), "ok": True}
+            "runtime": manifest["target"]["runtime"], "sha256": sha256_file(bundle), "ok": True}
 
 
 def _check_members(bundle: Path, members) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
@@ -68,20 +68,16 @@ class EngineLayer:
         return "INT8" in self.input_precisions
 
 
-@dataclass
-class EngineSummary:
-    layers: list[EngineLayer] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        compute = [la for la in self.layers if la.is_compute]
-        reformats = [la for la in self.layers if la.is_reformat]
-        timed = [la.average_ms for la in self.layers if la.average_ms is not None]
-        reformat_ms = sum(la.average_ms or 0.0 for la in reformats)
-        return {"layers": len(self.layers), "compute_layers": len(compute),
-                "int8_compute_layers": [la.name for la in compute if la.int8],
-                "float_compute_layers": [la.name for la in compute if not la.int8],
-                "reformat_layers": [la.name for la in reformats],
-                "reformat_share": reformat_ms / sum(timed) if timed and sum(timed) > 0 else None}
+def summarize(layers: list[EngineLayer]) -> dict:
+    """INT8 and float compute layers, reformat layers and their share of the profiled time."""
+    compute = [la for la in layers if la.is_compute]
+    reformats = [la for la in layers if la.is_reformat]
+    total_ms = sum(la.average_ms or 0.0 for la in layers)
+    return {"layers": len(layers), "compute_layers": len(compute),
+            "int8_compute_layers": [la.name for la in compute if la.int8],
+            "float_compute_layers": [la.name for la in compute if not la.int8],
+            "reformat_layers": [la.name for la in reformats],
+            "reformat_share": sum(la.average_ms or 0.0 for la in reformats) / total_ms if total_ms > 0 else None}
 
 
 def precision_of(fmt: str) -> str:
@@ -125,7 +121,7 @@ def summarize_engine(layers_file: Path, profile_file: Path | None = None) -> dic
         times = parse_profile(profile_file)
         for layer in layers:
             layer.average_ms = times.get(layer.name)
-    return EngineSummary(layers).to_dict()
+    return summarize(layers)
 
 
 def _read_json(path: Path, flag: str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -59,9 +60,23 @@ def _first_error(exc: Exception) -> str:
     return str(exc)
 
 
-def resolve(spec: str, inventory: dict[str, Board]) -> Board:
-    from .profile import parse_board
+def parse_board(spec: str) -> Board:
+    """ssh://user@host[:port] → Board (inventory names come with boards.toml)."""
+    if not spec.startswith("ssh://"):
+        raise InputError(f"--board {spec}: give ssh://user@host[:port]")
+    parts = urlsplit(spec)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(f"--board {spec}: the port is not a number; give ssh://user@host[:port]") from exc
+    if not parts.hostname:
+        raise InputError(f"--board {spec}: no host; give ssh://user@host[:port]")
+    return Board(name=parts.hostname if not port else f"{parts.hostname}:{port}", host=parts.hostname,
+                 user=parts.username, port=port)
 
+
+def resolve(spec: str, inventory: dict[str, Board]) -> Board:
+    """An ssh:// address, or a board named in the inventory."""
     if spec.startswith("ssh://"):
         return parse_board(spec)
     if spec in inventory:

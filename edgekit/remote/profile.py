@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from ..errors import InputError
-from .ssh import SSH, Board, BoardError
+from .ssh import SSH, Board, BoardError, last_line
 
 # $1 work dir, $2 python, $3 runner, $4 timed runs, $5 seconds. Exit codes 90-94 name the step that
 # failed. The runner is bounded by `timeout` and watched: if sshd goes away (the client timed out or the
@@ -51,21 +49,6 @@ exit $status
 """
 
 
-def parse_board(spec: str) -> Board:
-    """ssh://user@host[:port] → Board (inventory names come with boards.toml)."""
-    if not spec.startswith("ssh://"):
-        raise InputError(f"--board {spec}: give ssh://user@host[:port]")
-    parts = urlsplit(spec)
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise InputError(f"--board {spec}: the port is not a number; give ssh://user@host[:port]") from exc
-    if not parts.hostname:
-        raise InputError(f"--board {spec}: no host; give ssh://user@host[:port]")
-    return Board(name=parts.hostname if not port else f"{parts.hostname}:{port}", host=parts.hostname,
-                 user=parts.username, port=port)
-
-
 def profile(bundle: Path, board: Board, ssh_config: Path | None = None, runs: int = 200,
             timeout: float = 600) -> dict:
     """Run `bundle` (a .tar.gz or an OUT/<target> folder) on `board`; the runner's JSON plus where it ran."""
@@ -75,7 +58,7 @@ def profile(bundle: Path, board: Board, ssh_config: Path | None = None, runs: in
         if Path(bundle).is_dir():
             bundle = Path(pack(bundle, Path(tmp) / f"{Path(bundle).name}.tar.gz")["bundle"])
         checked = verify(bundle)
-        runner = "run_tensorrt.py" if _runtime(bundle) == "tensorrt" else "run_onnxruntime.py"
+        runner = "run_tensorrt.py" if checked["runtime"] == "tensorrt" else "run_onnxruntime.py"
         done = SSH(board, ssh_config).run(["bash", "-c", REMOTE_JOB, "edgekit-profile", board.workdir,
                                            board.python, runner, str(runs), str(int(timeout))], timeout,
                                           Path(bundle).read_bytes())
@@ -94,19 +77,6 @@ def profile(bundle: Path, board: Board, ssh_config: Path | None = None, runs: in
             "energy_per_inference_mj": energy_per_inference_mj(power, result["latency_ms"]["mean"])}
 
 
-def _runtime(bundle: Path) -> str:
-    import tarfile
-
-    with tarfile.open(bundle, "r:gz") as tar:
-        manifest = next(m for m in tar.getmembers() if m.name.endswith("/manifest.json") and m.name.count("/") == 1)
-        return json.load(tar.extractfile(manifest))["target"]["runtime"]
-
-
-def _last_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if "EDGEKIT_STEP" not in ln]
-    return lines[-1][:160] if lines else "no message"
-
-
 def _explain_job_failure(board: Board, code: int, stderr: str) -> str:
     text = stderr.lower()
     where = f"board {board.name}"
@@ -120,13 +90,13 @@ def _explain_job_failure(board: Board, code: int, stderr: str) -> str:
     if code == 94:
         return f"{where}: the bundle arrived damaged (hash check failed on the board); retry"
     if code == 95:
-        return f"{where}: build_engine.sh failed on the board ({_last_line(stderr)}); run it there by hand to see why"
+        return f"{where}: build_engine.sh failed on the board ({last_line(stderr) or 'no message'}); run it there by hand to see why"
     if code == 129:
         return f"{where}: the run was interrupted on the board; retry"
     if code == 124:
         return f"{where}: the run did not finish within the time limit; raise --timeout or lower --runs"
     step = next((ln.split("EDGEKIT_STEP", 1)[1].strip() for ln in stderr.splitlines() if "EDGEKIT_STEP" in ln), None)
-    detail = step or (stderr.strip().splitlines()[-1][:160] if stderr.strip() else f"exit code {code}")
+    detail = step or last_line(stderr) or f"exit code {code}"
     return f"{where}: the run failed: {detail}"
 
 

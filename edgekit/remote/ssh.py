@@ -85,13 +85,14 @@ def explain_ssh_failure(board: Board, stderr: str) -> str:
         return f"{where}: the host name does not resolve; check the name or use the board's IP address"
     if any(s in text for s in ("connection refused", "no route to host", "connection timed out",
                                "network is unreachable", "operation timed out")):
-        return f"{where}: unreachable ({_first_line(stderr)}); check that it is powered, on the network and running sshd"
+        return f"{where}: unreachable ({last_line(stderr)}); check that it is powered, on the network and running sshd"
     if any(s in text for s in ("connection closed", "closed by remote host", "broken pipe", "connection reset",
                                "timeout, server")):
-        return f"{where}: the connection dropped during the run ({_first_line(stderr)}); check the link and retry"
-    return f"{where}: ssh failed: {_first_line(stderr) or 'no message'}; try `ssh {board.destination}` by hand"
+        return f"{where}: the connection dropped during the run ({last_line(stderr)}); check the link and retry"
+    return f"{where}: ssh failed: {last_line(stderr) or 'no message'}; try `ssh {board.destination}` by hand"
 
 
-def _first_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("@")]
+def last_line(text: str, skip: tuple[str, ...] = ("@", "EDGEKIT_")) -> str:
+    """The last message line of a stderr, without ssh's banner lines or edgekit's own markers."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() and not ln.startswith(skip)]
     return lines[-1][:160] if lines else ""
