@@ -41,15 +41,19 @@ def test_inspect_transformers_folder(mnv2):
     assert info["inputs"]["pixel_values"] == [1, 3, 32, 32] and len(info["prunable_groups"]) > 5
 
 
-def test_bert_dynamic_int8_is_fused_quantized_and_faithful(tmp_path):
+def _compress_bert(tmp_path, **options) -> dict:
+    """The zoo's BERT on 120 generated token sequences."""
     from arch_zoo import build
     from edgekit.api import compress
 
     model, _ = build("bert")
-    rng = np.random.default_rng(0)
-    ids = rng.integers(1, 100, (120, 12)).astype(np.int64)
+    ids = np.random.default_rng(0).integers(1, 100, (120, 12)).astype(np.int64)
     np.savez(tmp_path / "text.npz", input_ids=ids, attention_mask=np.ones_like(ids))
-    report = compress(model.model, str(tmp_path / "text.npz"), target="arm64", out=tmp_path / "b", quant="dynamic")
+    return compress(model.model, str(tmp_path / "text.npz"), **options)
+
+
+def test_bert_dynamic_int8_is_fused_quantized_and_faithful(tmp_path):
+    report = _compress_bert(tmp_path, target="arm64", out=tmp_path / "b", quant="dynamic")
     export = next(s for s in report["stages"] if s["name"] == "export")["metrics"]
     ops = export["optimized_ops"]
     assert ops.get("SkipLayerNormalization", 0) > 0  # fused, offline or by the session
@@ -64,15 +68,9 @@ def test_bert_dynamic_int8_is_fused_quantized_and_faithful(tmp_path):
 def test_bert_static_int8_quantizes_the_linear_layers_only(tmp_path):
     import onnx
 
-    from arch_zoo import build
-    from edgekit.api import compress
     from edgekit.backends.ort import transformer_placement
 
-    model, _ = build("bert")
-    rng = np.random.default_rng(0)
-    ids = rng.integers(1, 100, (120, 12)).astype(np.int64)
-    np.savez(tmp_path / "text.npz", input_ids=ids, attention_mask=np.ones_like(ids))
-    report = compress(model.model, str(tmp_path / "text.npz"), target="x86-64", out=tmp_path / "s", quant="static")
+    report = _compress_bert(tmp_path, target="x86-64", out=tmp_path / "s", quant="static")
     ops = next(s for s in report["stages"] if s["name"] == "export")["metrics"]["optimized_ops"]
     assert "QLinearSoftmax" not in ops and "QLinearAdd" not in ops
     graph = onnx.load(str(tmp_path / "s" / "work" / "01-source" / "fp32.onnx")).graph
