@@ -42,23 +42,18 @@ class ExportStage:
                 raise InputError("static INT8 export needs calibration ranges; run the calibrate stage first")
             ranges = json.loads(artifact.path("ranges").read_text())
             fallback = self._quantize_static(ctx, artifact, ranges, out / MODEL)
-            fmt = "onnx-qdq"
+            fmt, extra = "onnx-qdq", ({"fallback": fallback} if fallback is not None else {})
             if self.preset == "trt-s8s8":
                 from ..backends.trt_rules import require_explicit_quantization
 
                 require_explicit_quantization(out / MODEL)
         else:
             fmt, extra = self._dynamic_or_fp32(ctx, artifact, out)
-            fallback = None
         counts = ort_backend.optimized_op_counts(out / MODEL)
         outputs = ort_backend.run_model(out / MODEL, ctx.splits.eval, artifact.input_names)
         metrics = {"integer_kernels": ort_backend.integer_kernels(counts),
                    "optimized_ops": dict(sorted(counts.items())), "quant": self.quant,
-                   **fidelity(outputs, ctx, artifact.input_names)}
-        if fallback is not None:
-            metrics["fallback"] = fallback
-        if fmt != "onnx-qdq":
-            metrics.update(extra)
+                   **fidelity(outputs, ctx, artifact.input_names), **extra}
         return artifact.derive(out, fmt, {"onnx": MODEL}), metrics
 
     def _dynamic_or_fp32(self, ctx, artifact: Artifact, out: Path) -> tuple[str, dict]:
