@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .artifact import Artifact
-from .data import load_data, make_splits
+from .data import make_splits
 from .data.splits import parse_fractions
 from .errors import BudgetExceededError, DataError, InputError
 from .fsutil import atomic_dir
@@ -33,7 +33,7 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
     if student.is_onnx and (cfg.prune > 0 or cfg.layer_ratios or cfg.quant == "qad"):
         raise InputError(f"{cfg.model} is ONNX: pruning and QAD need a PyTorch model; "
                          "use --prune 0 with --quant static or dynamic")
-    splits = _splits(cfg, student.input_names)
+    splits = _splits(cfg, student)
     reference = check_model_fits(student, splits)
     teacher = _teacher(cfg, student)
     _check_feature_kd(cfg, student, teacher, splits)
@@ -67,9 +67,9 @@ def check_budget(cfg: CompressConfig, final: Artifact, work: Path) -> None:
             "try --quant qad, more --epochs or a larger budget (finished stages stay in OUT/work for --resume)")
 
 
-def _splits(cfg: CompressConfig, input_names: list[str]):
-    data = load_data(cfg.data).bind(input_names)
-    eval_data = load_data(cfg.eval_data).bind(input_names) if cfg.eval_data else None
+def _splits(cfg: CompressConfig, student):
+    data = student.data(cfg.data)
+    eval_data = student.data(cfg.eval_data) if cfg.eval_data else None
     return make_splits(data, parse_fractions(cfg.split), cfg.seed, eval_data)
 
 
@@ -179,6 +179,13 @@ def _prunes(cfg: CompressConfig, is_onnx: bool) -> bool:
     return cfg.prune > 0 or bool(cfg.layer_ratios) or (cfg.max_accuracy_drop is not None and not is_onnx)
 
 
+def copy_tokenizer(source: Path | None, folder: Path) -> None:
+    """A text model's tokenizer travels with it: the board app and `bench` tokenize with the same file."""
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        if source is not None and (source / name).is_file():
+            shutil.copy(source / name, folder / name)
+
+
 def publish(cfg: CompressConfig, target, final: Artifact, ctx: Context, student) -> dict[str, Any]:
     """Assemble OUT/<target>/ atomically from the compile and bench stages."""
     import json
@@ -191,6 +198,7 @@ def publish(cfg: CompressConfig, target, final: Artifact, ctx: Context, student)
         for role, name in compiled.files.items():
             shutil.copy(folders["compile"] / name, tmp / name)  # keeps build_engine.sh executable
         write_reference(tmp / REFERENCE, tmp / "model.onnx", ctx.splits.eval, final.input_names)
+        copy_tokenizer(student.tokenizer, tmp)
         write_report(tmp, report)
         write_manifest(tmp, cfg, target, compiled, ctx, student, folders["source"] / "fp32.onnx")
     return report

@@ -1,10 +1,12 @@
 """`edgekit distill`: train a student against a teacher, with a checkpoint each epoch and resume.
 
-OUT/checkpoints/ holds, per epoch, the student's weights (safetensors) and the optimizer state
-(tensors only, read back with weights_only=True), plus the best epoch's weights; OUT/history.json
+OUT/checkpoints/ holds, per epoch, the student's weights (safetensors) and the training state (optimizer,
+random-number state, feature projections; tensors only, read back with weights_only=True), plus the best
+epoch's weights; OUT/history.json
 holds every epoch's loss parts (total, kd, task), alpha and validation agreement with the teacher. With
 --resume a stopped run goes on from its last checkpoint and ends where an uninterrupted run would.
-OUT/student.safetensors (the best epoch) and OUT/report.json are written at the end.
+OUT/student.safetensors (the best epoch) and OUT/report.json are written at the end; a transformers
+student is also written as a folder, OUT/student/, with the tokenizer it was trained with.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from .data import load_data, make_splits
+from . import distributed
+from .data import load_for, make_splits
 from .data.splits import parse_fractions
 from .errors import InputError
 from .fsutil import write_json
@@ -26,48 +29,121 @@ from .recipe import DistillConfig
 from .stages.fidelity import agreement_scorer, torch_outputs
 from .training import Resume, TrainConfig, distill, epoch_batches
 
-HISTORY, STUDENT, REPORT = "history.json", "student.safetensors", "report.json"
+HISTORY, STUDENT, REPORT, STUDENT_FOLDER = "history.json", "student.safetensors", "report.json", "student"
 
 
 def run_distill(cfg: DistillConfig) -> dict[str, Any]:
+    runtime = distributed.start(cfg.device)
+    try:
+        return _run(cfg, runtime)
+    finally:
+        distributed.stop()
+
+
+def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     from .api import check_out_dir
 
     teacher = load_model(cfg.teacher, cfg.teacher_weights)
     student = load_model(cfg.student, cfg.student_weights)
     if teacher.is_onnx or student.is_onnx:
         raise InputError("distill trains PyTorch models; give --teacher and --student as PyTorch specs, not .onnx")
-    splits = make_splits(load_data(cfg.data).bind(student.input_names), parse_fractions(cfg.split), cfg.seed)
-    check_out_dir(cfg.out, cfg.force, cfg.resume)
-    ckpt = cfg.out / "checkpoints"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    history, resume = _restore(cfg, student.module, ckpt)
-    train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
-                            batch_size=cfg.batch_size, seed=cfg.seed, alpha_end=cfg.alpha_end, patience=cfg.patience)
+    data = load_for(cfg.data, student.input_names, student.tokenizer or teacher.tokenizer,
+                    student.label2id or teacher.label2id)
+    splits = make_splits(data, parse_fractions(cfg.split), cfg.seed)
     names = student.input_names
+    aux = _aux_losses(cfg)
+    _check_aux(aux, student.module, teacher.module, splits, names)
+    if runtime.main:
+        check_out_dir(cfg.out, cfg.force, cfg.resume)
+        (cfg.out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    distributed.barrier()  # the others wait for the output check, then read the same checkpoints
+    ckpt = cfg.out / "checkpoints"
+    history, resume = _restore(cfg, student.module, ckpt)
     validate = agreement_scorer(student.module, teacher.module, splits.calib, names)
+    batches, fractions = _batches(cfg, teacher.module, splits.train, names)
 
-    def save(epoch: int, record: dict, opt) -> None:
-        _save_checkpoint(ckpt, epoch, student.module, opt)
-        if record["validation"] > max((r["validation"] for r in history), default=-float("inf")):  # distill's rule
-            _save_weights(student.module, ckpt / "best.safetensors")
+    def save(epoch: int, record: dict, state: dict) -> None:
+        if fractions:
+            record["curriculum_fraction"] = fractions(epoch)
+        if runtime.main:
+            _save_checkpoint(ckpt, epoch, student.module, state)
+            if record["validation"] > max((r["validation"] for r in history), default=-float("inf")):
+                _save_weights(student.module, ckpt / "best.safetensors")  # distill keeps the first best too
         history.append(record)
-        write_json(cfg.out / HISTORY, history)
+        if runtime.main:
+            write_json(cfg.out / HISTORY, history)
 
     stopped = resume is not None and 0 < cfg.patience <= resume.since_best
     if not stopped:
-        distill(student.module, teacher.module, epoch_batches(splits.train, names, cfg.batch_size, cfg.seed),
-                train_cfg, validate=validate, epochs=range(len(history), cfg.epochs),
-                resume=resume, checkpoint=save)
+        distill(student.module, teacher.module, batches, _train_config(cfg), validate=validate, aux_losses=aux,
+                epochs=range(len(history), cfg.epochs), resume=resume, checkpoint=save, runtime=runtime)
+    student.module.cpu()
+    teacher.module.cpu()
+    distributed.barrier()
     if (ckpt / "best.safetensors").is_file():
         load_weights_into(student.module, ckpt / "best.safetensors")
-    _save_weights(student.module, cfg.out / STUDENT)
     report = _report(teacher.module, student.module, splits.eval, names, history)
-    write_json(cfg.out / REPORT, report)
+    report["processes"] = runtime.world
+    if runtime.main:
+        _publish(cfg, student, teacher, report)
     return report
 
 
+def _publish(cfg: DistillConfig, student, teacher, report: dict) -> None:
+    _save_weights(student.module, cfg.out / STUDENT)
+    if _save_transformers_folder(student.module.model, cfg.out / STUDENT_FOLDER, student.tokenizer or teacher.tokenizer):
+        report["student_folder"] = str(cfg.out / STUDENT_FOLDER)
+    write_json(cfg.out / REPORT, report)
+
+
+def _train_config(cfg: DistillConfig) -> TrainConfig:
+    return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
+                       batch_size=cfg.batch_size, seed=cfg.seed, alpha_end=cfg.alpha_end, patience=cfg.patience,
+                       accumulate=cfg.accumulate, precision=cfg.precision)
+
+
+def _aux_losses(cfg: DistillConfig) -> list:
+    aux = []
+    if cfg.feature_kd:
+        from .feature_kd import FeatureKD, parse_pairs
+
+        aux.append(FeatureKD(parse_pairs(cfg.feature_kd), cfg.feature_weight))
+    if cfg.attention_kd > 0:
+        from .attention_kd import AttentionKD
+
+        aux.append(AttentionKD(cfg.attention_kd))
+    return aux
+
+
+def _check_aux(aux: list, student, teacher, splits, names: list[str]) -> None:
+    """Layer names, shapes and attention outputs are checked on one batch before anything is written."""
+    from .torch_artifact import example_inputs
+
+    inputs = example_inputs(splits, names)
+    for term in aux:
+        try:
+            term.attach(student, teacher, inputs)
+            with torch.no_grad():
+                student(*inputs)
+                teacher(*inputs)
+            term.loss()
+        finally:
+            term.detach()
+
+
+def _batches(cfg: DistillConfig, teacher, train, names: list[str]):
+    """Plain shuffled epochs, or the entropy curriculum's growing pool (with its fraction per epoch)."""
+    if cfg.curriculum is None:
+        return epoch_batches(train, names, cfg.batch_size, cfg.seed), None
+    from .curriculum import curriculum_batches, entropy_ranking, fraction_at
+
+    ranking = entropy_ranking(teacher, train, names, cfg.temperature)
+    return (curriculum_batches(train, names, cfg.batch_size, cfg.seed, ranking, cfg.curriculum, cfg.epochs),
+            lambda epoch: fraction_at(cfg.curriculum, epoch, cfg.epochs))
+
+
 def _restore(cfg: DistillConfig, module: torch.nn.Module, ckpt: Path) -> tuple[list[dict], Resume | None]:
-    """History, weights and optimizer state of the last finished epoch when resuming; else a fresh start."""
+    """History, weights and training state of the last finished epoch when resuming; else a fresh start."""
     history_path = cfg.out / HISTORY
     history = json.loads(history_path.read_text()) if cfg.resume and history_path.is_file() else []
     if not history:
@@ -77,16 +153,35 @@ def _restore(cfg: DistillConfig, module: torch.nn.Module, ckpt: Path) -> tuple[l
     best = int(np.argmax([r["validation"] for r in history]))  # the first best, as distill keeps it
     from safetensors.torch import load_file
 
-    return history, Resume(optimizer=torch.load(ckpt / f"epoch-{last:03d}.optim.pt", weights_only=True),
+    return history, Resume(state=torch.load(ckpt / f"epoch-{last:03d}.state.pt", weights_only=True),
                            best_score=history[best]["validation"],
                            best_state=load_file(str(ckpt / "best.safetensors")), since_best=last - best)
 
 
-def _save_checkpoint(ckpt: Path, epoch: int, module: torch.nn.Module, opt) -> None:
+def _save_transformers_folder(model, folder: Path, tokenizer: Path | None) -> bool:
+    """A transformers student is also saved as a folder with the tokenizer, so `compress --model OUT/student`
+    takes it as it is; other students are rebuilt from their factory with OUT/student.safetensors."""
+    from .compress_run import copy_tokenizer
+    from .fsutil import atomic_dir
+
+    if not hasattr(model, "save_pretrained"):
+        return False
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    with atomic_dir(folder, replace=True) as tmp:
+        model.save_pretrained(tmp)
+        copy_tokenizer(tokenizer, tmp)
+    return True
+
+
+def _save_checkpoint(ckpt: Path, epoch: int, module: torch.nn.Module, state: dict) -> None:
+    """Weights as safetensors; optimizer, random-number and projection state as tensors and plain
+    values only, so resuming reads it back with weights_only=True."""
     _save_weights(module, ckpt / f"epoch-{epoch:03d}.safetensors")
-    tmp = ckpt / f".epoch-{epoch:03d}.optim.pt.partial"
-    torch.save(opt.state_dict(), tmp)
-    tmp.replace(ckpt / f"epoch-{epoch:03d}.optim.pt")
+    tmp = ckpt / f".epoch-{epoch:03d}.state.pt.partial"
+    torch.save(state, tmp)
+    tmp.replace(ckpt / f"epoch-{epoch:03d}.state.pt")
 
 
 def _save_weights(module: torch.nn.Module, path: Path) -> None:

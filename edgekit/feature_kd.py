@@ -28,6 +28,8 @@ def parse_pairs(specs: list[str] | None) -> list[tuple[str, str]]:
 
 
 class FeatureKD(nn.Module):
+    name = "feature"
+
     def __init__(self, pairs: list[tuple[str, str]], weight: float = 1.0):
         super().__init__()
         self.pairs = pairs
@@ -52,7 +54,7 @@ class FeatureKD(nn.Module):
 
     def loss(self) -> torch.Tensor:
         """Mean over pairs of MSE(projected student feature, teacher feature); clears the captures."""
-        total = sum(F.mse_loss(proj(self._seen[(0, i)]), self._seen[(1, i)].detach())
+        total = sum(F.mse_loss(proj(self._seen[(0, i)].float()), self._seen[(1, i)].detach().float())
                     for i, proj in enumerate(self.projections))
         self._seen.clear()
         return total / max(len(self.pairs), 1)

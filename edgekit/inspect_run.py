@@ -35,9 +35,7 @@ def _example(model, data: str | None, input_shape: list[int] | None):
     import torch
 
     if data:
-        from .data import load_data
-
-        inputs, _ = next(load_data(data).bind(model.input_names).batches(1))
+        inputs, _ = next(model.data(data).batches(1))
         return tuple(torch.from_numpy(inputs[n]) for n in model.input_names)
     if input_shape:
         return (torch.randn(*input_shape),)

@@ -70,7 +70,14 @@ class DistillConfig(BaseModel):
     alpha: float = Field(0.5, ge=0, le=1)
     alpha_end: float | None = Field(None, ge=0, le=1)
     batch_size: int = Field(64, ge=1)
+    accumulate: int = Field(1, ge=1)
     patience: int = Field(0, ge=0)
+    feature_kd: list[str] | None = None
+    feature_weight: float = Field(1.0, ge=0)
+    attention_kd: float = Field(0.0, ge=0)
+    curriculum: float | None = Field(None, gt=0, le=1)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     split: str = "0.7,0.1,0.2"
     seed: int = 0
     force: bool = False

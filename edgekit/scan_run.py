@@ -16,7 +16,6 @@ def run_scan(model_spec: str, weights: str | None, data_spec: str, out: Path, ta
     import torch
 
     from .api import check_out_dir
-    from .data import load_data
     from .models import load_model
     from .pruning.scan import plot_scan, propose, scan
     from .target import load_target
@@ -26,7 +25,7 @@ def run_scan(model_spec: str, weights: str | None, data_spec: str, out: Path, ta
     model = load_model(model_spec, weights)
     if model.is_onnx:
         raise InputError("prune scan needs a PyTorch model; an .onnx file cannot be pruned")
-    data = load_data(data_spec).bind(model.input_names)
+    data = model.data(data_spec)
     order = np.random.default_rng(seed).permutation(len(data))
     evals = data.subset(order[:max(1, eval_samples)])
     recalib = data.subset(order[max(1, eval_samples):][:2048]) if len(data) > eval_samples else None

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable, Protocol, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:
-    from .feature_kd import FeatureKD
+from .distributed import Runtime, autocast, current, mean_over_processes, no_sync, shard, wrap
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
@@ -53,6 +53,8 @@ class TrainConfig:
     seed: int = 0
     alpha_end: float | None = None  # alpha moves linearly from `alpha` to this over the epochs
     patience: int = 0  # stop after this many epochs without a better validation score (0: never)
+    accumulate: int = 1  # optimizer step every this many batches (their gradients summed)
+    precision: str = "fp32"  # or "bf16": forward passes under bf16 autocast
 
 
 def alpha_at(cfg: TrainConfig, epoch: int) -> float:
@@ -67,74 +69,81 @@ Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor | None]
 
 @dataclass
 class Resume:
-    """What an interrupted `distill` needs besides the student's weights."""
+    """What an interrupted `distill` needs besides the student's weights: `state` is what `checkpoint`
+    was given (optimizer, random-number state, auxiliary-loss weights such as feature projections)."""
 
-    optimizer: dict
+    state: dict
     best_score: float = -float("inf")
     best_state: dict | None = None
     since_best: int = 0
 
 
+class AuxLoss(Protocol):
+    """An extra distillation term on hooked layers (feature maps, attention maps)."""
+
+    name: str
+    weight: float
+
+    def attach(self, student: nn.Module, teacher: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None: ...
+    def loss(self) -> torch.Tensor: ...
+    def detach(self) -> None: ...
+
+
+class _Trainee(nn.Module):
+    """The student with the auxiliary losses' trainable parts, so one optimizer and one DDP wrapper hold both."""
+
+    def __init__(self, student: nn.Module, aux: list):
+        super().__init__()
+        self.student = student
+        self.aux = nn.ModuleList(a for a in aux if isinstance(a, nn.Module))
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.student(*inputs)
+
+
 def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[int], Iterable[Batch]],
             cfg: TrainConfig, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
             train_mode: Callable[[nn.Module], None] | None = None,
-            validate: Callable[[], float] | None = None, feature_kd: "FeatureKD | None" = None,
+            validate: Callable[[], float] | None = None, aux_losses: Sequence[AuxLoss] = (),
             epochs: range | None = None, resume: "Resume | None" = None,
-            checkpoint: Callable[[int, dict[str, float], torch.optim.Optimizer], None] | None = None,
-            ) -> list[dict[str, float]]:
+            checkpoint: Callable[[int, dict[str, float], dict], None] | None = None,
+            runtime: Runtime | None = None) -> list[dict[str, float]]:
     """Train `student` against `teacher` (or labels only when teacher is None).
 
     `batches(epoch)` yields (inputs, labels) so the caller owns shuffling and
     seeding; `train_mode` lets QAD keep BatchNorm frozen while training.
     With `validate` (higher is better, e.g. agreement on held-out data) the
     best epoch's weights are kept, and training stops after `cfg.patience`
-    epochs without improvement. `feature_kd` adds its loss on the chosen layer pairs.
-    `epochs` runs part of the schedule (learning rate and alpha follow all
-    `cfg.epochs`), so a caller can change the model between parts. `checkpoint`
-    is called after every epoch with the optimizer; `resume` restores its state
-    and the best epoch so far, so an interrupted run continues where it stopped.
+    epochs without improvement. `aux_losses` add their terms (feature or attention
+    maps of chosen layers). `epochs` runs part of the schedule (learning rate and
+    alpha follow all `cfg.epochs`), so a caller can change the model between parts.
+    `checkpoint` is called after every epoch with the training state; `resume`
+    restores it and the best epoch so far, so an interrupted run continues where it
+    stopped. Under torchrun each process trains on its slice of every batch (DDP).
     """
+    runtime = runtime or current()
     torch.manual_seed(cfg.seed)
-    params = [p for p in student.parameters() if p.requires_grad]
-    if feature_kd is not None:
-        feature_kd.attach(student, teacher, next(iter(batches(0)))[0])
-        params += list(feature_kd.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    student.to(runtime.device)
     if teacher is not None:
-        teacher.eval()
+        teacher.to(runtime.device).eval()
+    aux = list(aux_losses)
+    for term in aux:
+        term.attach(student, teacher, tuple(t.to(runtime.device) for t in next(iter(batches(0)))[0]))
+    trainee = _Trainee(student, aux).to(runtime.device)
+    opt = torch.optim.Adam([p for p in trainee.parameters() if p.requires_grad], lr=cfg.lr)
     history = []
     best_score, best_state, since_best = -float("inf"), None, 0
     if resume is not None:
-        opt.load_state_dict(resume.optimizer)
+        _restore_state(opt, trainee.aux, resume.state)
         best_score, best_state, since_best = resume.best_score, resume.best_state, resume.since_best
+    model = wrap(trainee, runtime)
     for epoch in epochs if epochs is not None else range(cfg.epochs):
         alpha = alpha_at(cfg, epoch)
         for group in opt.param_groups:  # cosine annealing over the whole schedule
             group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / max(cfg.epochs, 1)))
         (train_mode or (lambda m: m.train()))(student)
-        sums: dict[str, float] = {}
-        count = 0
-        for inputs, labels in batches(epoch):
-            logits = student(*inputs)
-            if teacher is not None:
-                with torch.no_grad():
-                    target = teacher(*inputs)
-                parts = kd_loss(logits, target, labels, cfg.temperature, alpha)
-                if feature_kd is not None:
-                    parts["feature"] = feature_kd.loss()
-                    parts["total"] = parts["total"] + feature_kd.weight * parts["feature"]
-            else:
-                parts = {"task": F.cross_entropy(logits, labels)}
-                parts["total"] = parts["task"]
-            opt.zero_grad(set_to_none=True)
-            parts["total"].backward()
-            opt.step()
-            for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
-            count += 1
+        record = _train_epoch(model, teacher, list(batches(epoch)), opt, cfg, alpha, aux, runtime)
         student.eval()
-        record = {k: v / max(count, 1) for k, v in sums.items()}
-        record["alpha"] = alpha
         stop = False
         if validate is not None:
             record["validation"] = score = float(validate())
@@ -148,25 +157,79 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
         if on_epoch:
             on_epoch(epoch, record)
         if checkpoint:
-            checkpoint(epoch, record, opt)
+            checkpoint(epoch, record, {"optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
+                                       "aux": [a.state_dict() for a in trainee.aux]})
         if stop:
             break
-    if feature_kd is not None:
-        feature_kd.detach()
+    for term in aux:
+        term.detach()
     if best_state is not None:
         student.load_state_dict(best_state)
     student.eval()
     return history
 
 
-def epoch_batches(samples, names: list[str], batch_size: int, seed: int) -> Callable[[int], Iterable[Batch]]:
-    """`batches(epoch)` over a SampleSet: reshuffled each epoch from `seed`, as torch tensors."""
+def _restore_state(opt: torch.optim.Optimizer, aux: nn.ModuleList, state: dict) -> None:
+    opt.load_state_dict(state["optimizer"])
+    for module, weights in zip(aux, state.get("aux", [])):
+        module.load_state_dict(weights)
+    if "rng" in state:
+        torch.set_rng_state(state["rng"])
+
+
+def _train_epoch(model: nn.Module, teacher: nn.Module | None, batches: list[Batch], opt, cfg: TrainConfig,
+                 alpha: float, aux: list, runtime: Runtime) -> dict[str, float]:
+    """One pass; with `cfg.accumulate` > 1 each optimizer step sums the gradients of that many batches."""
+    batches = [b for b in batches if len(b[0][0]) >= runtime.world]  # every process needs a sample
+    sums: dict[str, float] = {}
+    opt.zero_grad(set_to_none=True)
+    for i, (inputs, labels) in enumerate(batches):
+        group_start = i - i % cfg.accumulate
+        group = min(cfg.accumulate, len(batches) - group_start)
+        steps = i - group_start + 1 == group
+        with no_sync(model, not steps):
+            parts = _losses(model, teacher, shard(inputs, runtime),
+                            None if labels is None else shard((labels,), runtime)[0], cfg, alpha, aux, runtime)
+            (parts["total"] / group).backward()
+        if steps:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        for key, value in parts.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach())
+    record = mean_over_processes({k: v / max(len(batches), 1) for k, v in sums.items()}, runtime)
+    record["alpha"] = alpha
+    return record
+
+
+def _losses(model, teacher, inputs, labels, cfg: TrainConfig, alpha: float, aux: list,
+            runtime: Runtime) -> dict[str, torch.Tensor]:
+    with autocast(runtime, cfg.precision):
+        logits = model(*inputs)
+        target = None
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher(*inputs)
+    if target is None:
+        task = F.cross_entropy(logits.float(), labels)
+        return {"task": task, "total": task}
+    parts = kd_loss(logits.float(), target.float(), labels, cfg.temperature, alpha)
+    for term in aux:
+        parts[term.name] = term.loss()
+        parts["total"] = parts["total"] + term.weight * parts[term.name]
+    return parts
+
+
+def epoch_batches(samples, names: list[str], batch_size: int, seed: int,
+                  pool: Callable[[int], np.ndarray] | None = None) -> Callable[[int], Iterable[Batch]]:
+    """`batches(epoch)` over a SampleSet (or the indices `pool(epoch)` picks): reshuffled each epoch
+    from `seed`, as torch tensors."""
     import numpy as np
 
     labels_ok = samples.labels is not None
 
     def batches(epoch: int):
-        order = np.random.default_rng(seed + 1000 + epoch).permutation(len(samples))
+        keep = pool(epoch) if pool is not None else np.arange(len(samples))
+        order = keep[np.random.default_rng(seed + 1000 + epoch).permutation(len(keep))]
         for inputs, labels in samples.batches(batch_size, order):
             tensors = tuple(torch.from_numpy(inputs[n]) for n in names)
             yield tensors, (torch.from_numpy(labels) if labels_ok else None)

@@ -27,15 +27,15 @@ def test_distill_logs_loss_parts_and_keeps_the_best_epoch(tmp_path, digits_npz, 
     best = load_file(str(tmp_path / "a" / "checkpoints" / "best.safetensors"))
     final = load_file(str(tmp_path / "a" / "student.safetensors"))
     assert all((best[k] == final[k]).all() for k in best)
-    assert (tmp_path / "a" / "checkpoints" / "epoch-003.optim.pt").is_file()
+    assert (tmp_path / "a" / "checkpoints" / "epoch-003.state.pt").is_file()
 
 
 def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, digits_npz, tiny_weights, monkeypatch):
     distill(**_options(tmp_path, digits_npz, tiny_weights, "straight"))
     save = distill_run._save_checkpoint
 
-    def stop_after_second_epoch(ckpt, epoch, module, opt):
-        save(ckpt, epoch, module, opt)
+    def stop_after_second_epoch(ckpt, epoch, module, state):
+        save(ckpt, epoch, module, state)
         if epoch == 1:
             raise KeyboardInterrupt
 

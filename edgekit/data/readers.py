@@ -1,4 +1,5 @@
-"""Read a data spec (.npz, folder of .npz, image folder, example:mnist) into a SampleSet."""
+"""Read a data spec (.npz, folder of .npz, image folder, text file, example:NAME) into a SampleSet
+(a TextSet for text, tokenized once the model is known: `load_for`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,21 @@ import numpy as np
 
 from ..errors import DataError
 from .samples import SampleSet
+from .text import TEXT_SUFFIXES, read_text_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 PREPROCESS_FILE = "preprocess.yaml"
+
+
+def load_for(spec: str | Path, input_names: list[str], tokenizer_dir: Path | None = None,
+             label2id: dict[str, int] | None = None) -> SampleSet:
+    """Data ready for one model: text tokenized with the model's tokenizer, arrays bound to its inputs."""
+    from .text import TextSet
+
+    data = load_data(spec)
+    if isinstance(data, TextSet) and tokenizer_dir is not None:
+        data = data.tokenized(tokenizer_dir, input_names, label2id)
+    return data.bind(input_names)
 
 
 def load_data(spec: str | Path) -> SampleSet:
@@ -28,8 +41,11 @@ def load_data(spec: str | Path) -> SampleSet:
     if not path.exists():
         raise DataError(f"data {spec} does not exist; check the path")
     if path.is_file():
+        if path.suffix in TEXT_SUFFIXES:
+            return read_text_file(path)
         if path.suffix != ".npz":
-            raise DataError(f"data file {spec} is not .npz; give an .npz, a folder of .npz files or of images")
+            raise DataError(f"data file {spec} is not .npz or text (.jsonl, .csv, .tsv); give an .npz, a text "
+                            "file, or a folder of .npz files or of images")
         return _read_npz(path)
     if any(path.glob("*.npz")):
         return _read_npz_folder(path)

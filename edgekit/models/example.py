@@ -66,7 +66,8 @@ class MnistNet(nn.Module):
 
 def build(name: str) -> nn.Module:
     if name not in WIDTHS:
-        raise ModelLoadError(f"unknown example model '{name}'; choose example:mnist-student or example:mnist-teacher")
+        raise ModelLoadError(f"unknown example model '{name}'; choose example:mnist-student, example:mnist-teacher "
+                              "or example:text-teacher")
     return MnistNet(WIDTHS[name])
 
 
@@ -88,6 +89,11 @@ def load_example(spec: str, weights=None):
     from .wrappers import LogitsOnly
 
     name = spec.split(":", 1)[1]
+    if name == "text-teacher":
+        from .loader import load_model
+        from .text_example import ensure_teacher
+
+        return load_model(str(ensure_teacher()), weights)
     model = build(name)
     path = Path(weights) if weights else ensure_trained(name)
     load_weights_into(model, path)

@@ -22,10 +22,18 @@ class LoadedModel:
     onnx_path: Path | None = None
     input_names: list[str] = field(default_factory=list)
     weights: Path | None = None
+    tokenizer: Path | None = None  # folder with tokenizer.json, for text data
+    label2id: dict[str, int] | None = None
 
     @property
     def is_onnx(self) -> bool:
         return self.kind == "onnx"
+
+    def data(self, spec: str | Path):
+        """`spec` loaded for this model: text tokenized with its tokenizer, arrays bound to its inputs."""
+        from ..data import load_for
+
+        return load_for(spec, self.input_names, self.tokenizer, self.label2id)
 
 
 def load_model(spec: str, weights: str | Path | None = None) -> LoadedModel:
@@ -42,6 +50,8 @@ def load_model(spec: str, weights: str | Path | None = None) -> LoadedModel:
     path = Path(spec)
     if spec.endswith(".onnx"):
         return _load_onnx(path)
+    if spec.endswith(".json") and path.is_file():
+        return _load_hf_config(path, weights)
     if path.is_dir():
         return _load_hf(path, weights)
     if _FACTORY.match(spec) and not path.exists():
@@ -77,8 +87,6 @@ def _load_onnx(path: Path) -> LoadedModel:
 def _load_hf(path: Path, weights: str | Path | None) -> LoadedModel:
     import transformers
 
-    from .wrappers import LogitsOnly, transformers_input_names
-
     transformers.utils.logging.disable_progress_bar()
     if not (path / "config.json").is_file():
         raise ModelLoadError(
@@ -92,12 +100,43 @@ def _load_hf(path: Path, weights: str | Path | None) -> LoadedModel:
         model = cls.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, AttributeError, KeyError) as exc:
         raise ModelLoadError(f"cannot load transformers model from {path}: {_first_line(exc)}") from exc
+    return _hf_loaded(str(path), model, weights, path if (path / "tokenizer.json").is_file() else None)
+
+
+def _load_hf_config(path: Path, weights: str | Path | None) -> LoadedModel:
+    """A fresh transformers model from a config.json alone (a student to distil); the tokenizer beside it, if any."""
+    import json
+
+    import transformers
+
+    try:
+        options = json.loads(path.read_text())
+        config = transformers.AutoConfig.for_model(**options)
+        arch = (config.architectures or [None])[0]
+        model = getattr(transformers, arch)(config) if arch else transformers.AutoModel.from_config(config)
+    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"cannot build a transformers model from {path}: {_first_line(exc)}; give a "
+                             "config.json with model_type and architectures") from exc
+    tokenizer = path.parent if (path.parent / "tokenizer.json").is_file() else None
+    return _hf_loaded(str(path), model, weights, tokenizer)
+
+
+def _hf_loaded(spec: str, model, weights, tokenizer: Path | None) -> LoadedModel:
+    from .wrappers import LogitsOnly, transformers_input_names
+
     names = transformers_input_names(model)
     wrapped = LogitsOnly(model, names).eval()
     if weights is not None:
         load_weights_into(wrapped.model, weights)
-    return LoadedModel(spec=str(path), kind="hf", module=wrapped, input_names=names,
-                       weights=Path(weights) if weights else None)
+    return LoadedModel(spec=spec, kind="hf", module=wrapped, input_names=names,
+                       weights=Path(weights) if weights else None, tokenizer=tokenizer,
+                       label2id=_label2id(model))
+
+
+def _label2id(model) -> dict[str, int] | None:
+    config = getattr(model, "config", None)
+    mapping = getattr(config, "label2id", None)
+    return {str(k): int(v) for k, v in mapping.items()} if mapping else None
 
 
 def _load_factory(spec: str, weights: str | Path | None) -> LoadedModel:
@@ -116,7 +155,7 @@ def _load_factory(spec: str, weights: str | Path | None) -> LoadedModel:
     names = forward_input_names(model)
     wrapped = LogitsOnly(model, names).eval()
     return LoadedModel(spec=spec, kind="factory", module=wrapped, input_names=names,
-                       weights=Path(weights) if weights else None)
+                       weights=Path(weights) if weights else None, label2id=_label2id(model))
 
 
 def read_state_dict(path: str | Path) -> dict:

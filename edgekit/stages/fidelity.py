@@ -11,9 +11,10 @@ from ..metrics import accuracy, mean_cosine, top1_agreement
 def torch_outputs(model, samples, input_names: list[str], batch_size: int = 256) -> np.ndarray:
     outs = []
     model.eval()
+    device = next(model.parameters(), torch.empty(0)).device
     with torch.no_grad():
         for inputs, _ in samples.batches(batch_size):
-            outs.append(model(*(torch.from_numpy(inputs[n]) for n in input_names)).numpy())
+            outs.append(model(*(torch.from_numpy(inputs[n]).to(device) for n in input_names)).float().cpu().numpy())
     return np.concatenate(outs) if samples.batchable else np.stack(outs)
 
 

@@ -74,7 +74,7 @@ class QadStage:
         history = []
         if recover_epochs:
             history += distill(model, ctx.teacher, self._batches(ctx, names), self._config(ctx, recover_epochs),
-                               on_epoch=_log_epoch, feature_kd=self._feature_kd())
+                               on_epoch=_log_epoch, aux_losses=self._aux_losses())
             export_onnx(model, example, names, out / RECOVERED, self.opset)
         quant_epochs = self.epochs - recover_epochs
         # BN stays live for the first quantized epoch unless recovery already trained with it.
@@ -129,11 +129,11 @@ class QadStage:
         validate = _calib_agreement(ctx, model, names, self.patience)
         if live_bn:
             history += distill(model, ctx.teacher, self._batches(ctx, names), cfg, on_epoch=on_epoch,
-                               feature_kd=self._feature_kd(), validate=validate, epochs=range(live_bn))
+                               aux_losses=self._aux_losses(), validate=validate, epochs=range(live_bn))
             fold_batchnorm_under_qat(model, example)
             attach_output_quant(model, maps)
         history += distill(model, ctx.teacher, self._batches(ctx, names), cfg, on_epoch=on_epoch,
-                           train_mode=freeze_batchnorm, feature_kd=self._feature_kd(),
+                           train_mode=freeze_batchnorm, aux_losses=self._aux_losses(),
                            validate=validate, epochs=range(live_bn, epochs))
         return history
 
@@ -146,12 +146,12 @@ class QadStage:
         finally:
             probe.unlink(missing_ok=True)
 
-    def _feature_kd(self):
+    def _aux_losses(self) -> list:
         if not self.feature_kd:
-            return None
+            return []
         from ..feature_kd import FeatureKD, parse_pairs
 
-        return FeatureKD(parse_pairs(list(self.feature_kd)), self.feature_weight)
+        return [FeatureKD(parse_pairs(list(self.feature_kd)), self.feature_weight)]
 
     def _config(self, ctx, epochs: int, lr_scale: float = 1.0) -> TrainConfig:
         return TrainConfig(epochs=epochs, lr=self.lr * lr_scale, temperature=self.temperature, alpha=self.alpha,
