@@ -52,7 +52,8 @@ class AttentionKD(nn.Module):
                                  "differ; student and teacher must read the same tokens")
             kl = (teacher * ((teacher + EPS).log() - (student + EPS).log())).sum(-1)  # per query token
             mask = self._mask if self._mask is not None else torch.ones_like(kl)
-            total = total + (kl * mask).sum() / mask.sum().clamp_min(1)
+            # a mean per sample, then over samples: the same whether a batch is whole or split over processes
+            total = total + ((kl * mask).sum(-1) / mask.sum(-1).clamp_min(1)).mean()
         self._maps.clear()
         return total / max(len(self.pairs), 1)
 

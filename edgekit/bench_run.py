@@ -19,7 +19,7 @@ def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -
     names = [i["name"] for i in manifest["inputs"]]
     tokenizer = folder if (folder / "tokenizer.json").is_file() else None
     label2id = {name: i for i, name in enumerate(manifest.get("labels") or [])} or None
-    samples = load_for(data, names, tokenizer, label2id)
+    samples = load_for(data, names, tokenizer, label2id, (manifest.get("preprocessing") or {}).get("max_length"))
     settings = BenchSettings(**manifest["target"]["bench"])
     if runs is not None:
         if runs < 1:

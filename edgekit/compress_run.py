@@ -19,7 +19,7 @@ from .pipeline import Context, run_stages
 from .recipe import CompressConfig, load_layer_ratios
 from .reference import REFERENCE, write_reference
 from .report import build_report, write_report
-from .stages.fidelity import drop_unit, fidelity_drop
+from .stages.fidelity import check_teacher_fits, drop_unit, fidelity_drop
 from .target import load_target
 
 
@@ -35,7 +35,7 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
                          "use --prune 0 with --quant static or dynamic")
     splits = _splits(cfg, student)
     reference = check_model_fits(student, splits)
-    teacher = _teacher(cfg, student)
+    teacher = _teacher(cfg, student, splits)
     _check_feature_kd(cfg, student, teacher, splits)
     stages = build_stages(cfg, target, student.is_onnx)
     check_out_dir(cfg.out, cfg.force, cfg.resume)
@@ -69,7 +69,8 @@ def check_budget(cfg: CompressConfig, final: Artifact, work: Path) -> None:
 
 def _splits(cfg: CompressConfig, student):
     data = student.data(cfg.data)
-    eval_data = student.data(cfg.eval_data) if cfg.eval_data else None
+    length = (data.preprocess or {}).get("max_length")  # text: evaluation sentences padded alike
+    eval_data = student.data(cfg.eval_data, length) if cfg.eval_data else None
     return make_splits(data, parse_fractions(cfg.split), cfg.seed, eval_data)
 
 
@@ -101,7 +102,7 @@ def check_model_fits(model, splits) -> np.ndarray | None:
     return None
 
 
-def _teacher(cfg: CompressConfig, student):
+def _teacher(cfg: CompressConfig, student, splits):
     """The given teacher, else the unpruned FP32 student itself (self-distillation)."""
     if student.is_onnx:
         return None
@@ -110,6 +111,7 @@ def _teacher(cfg: CompressConfig, student):
     teacher = load_model(cfg.teacher, cfg.teacher_weights)
     if teacher.is_onnx:
         raise InputError("--teacher must be a PyTorch model (example:, package.module:factory or a transformers folder)")
+    check_teacher_fits(teacher.module, student.module, splits, student.input_names)
     return teacher.module
 
 

@@ -26,7 +26,7 @@ from .metrics import accuracy, count_params, mean_cosine, top1_agreement
 from .models import load_model
 from .models.loader import load_weights_into
 from .recipe import DistillConfig
-from .stages.fidelity import agreement_scorer, torch_outputs
+from .stages.fidelity import agreement_scorer, check_teacher_fits, torch_outputs
 from .training import Resume, TrainConfig, distill, epoch_batches
 
 HISTORY, STUDENT, REPORT, STUDENT_FOLDER = "history.json", "student.safetensors", "report.json", "student"
@@ -51,6 +51,7 @@ def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
                     student.label2id or teacher.label2id)
     splits = make_splits(data, parse_fractions(cfg.split), cfg.seed)
     names = student.input_names
+    check_teacher_fits(teacher.module, student.module, splits, names)
     aux = _aux_losses(cfg)
     _check_aux(aux, student.module, teacher.module, splits, names)
     if runtime.main:
@@ -90,7 +91,7 @@ def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
 
 
 def _publish(cfg: DistillConfig, student, teacher, report: dict) -> None:
-    _save_weights(student.module, cfg.out / STUDENT)
+    _save_weights(student.module.model, cfg.out / STUDENT)  # the bare model's names, as --weights loads them
     if _save_transformers_folder(student.module.model, cfg.out / STUDENT_FOLDER, student.tokenizer or teacher.tokenizer):
         report["student_folder"] = str(cfg.out / STUDENT_FOLDER)
     write_json(cfg.out / REPORT, report)

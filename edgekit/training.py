@@ -181,22 +181,24 @@ def _train_epoch(model: nn.Module, teacher: nn.Module | None, batches: list[Batc
                  alpha: float, aux: list, runtime: Runtime) -> dict[str, float]:
     """One pass; with `cfg.accumulate` > 1 each optimizer step sums the gradients of that many batches."""
     batches = [b for b in batches if len(b[0][0]) >= runtime.world]  # every process needs a sample
+    sizes = [len(b[0][0]) for b in batches]
     sums: dict[str, float] = {}
     opt.zero_grad(set_to_none=True)
     for i, (inputs, labels) in enumerate(batches):
         group_start = i - i % cfg.accumulate
-        group = min(cfg.accumulate, len(batches) - group_start)
-        steps = i - group_start + 1 == group
+        group = sizes[group_start:group_start + cfg.accumulate]
+        steps = i - group_start + 1 == len(group)
         with no_sync(model, not steps):
             parts = _losses(model, teacher, shard(inputs, runtime),
                             None if labels is None else shard((labels,), runtime)[0], cfg, alpha, aux, runtime)
-            (parts["total"] / group).backward()
+            # each batch's mean weighted by its share of the group: the step is the mean over the group's samples
+            (parts["total"] * (sizes[i] / sum(group))).backward()
         if steps:
             opt.step()
             opt.zero_grad(set_to_none=True)
         for key, value in parts.items():
-            sums[key] = sums.get(key, 0.0) + float(value.detach())
-    record = mean_over_processes({k: v / max(len(batches), 1) for k, v in sums.items()}, runtime)
+            sums[key] = sums.get(key, 0.0) + float(value.detach()) * sizes[i]
+    record = mean_over_processes({k: v / max(sum(sizes), 1) for k, v in sums.items()}, runtime)
     record["alpha"] = alpha
     return record
 

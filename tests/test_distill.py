@@ -26,12 +26,18 @@ def test_distill_logs_loss_parts_and_keeps_the_best_epoch(tmp_path, digits_npz, 
     assert report["best_epoch"] == max(range(4), key=lambda e: (history[e]["validation"], -e))
     best = load_file(str(tmp_path / "a" / "checkpoints" / "best.safetensors"))
     final = load_file(str(tmp_path / "a" / "student.safetensors"))
-    assert all((best[k] == final[k]).all() for k in best)
+    assert all((best["model." + k] == final[k]).all() for k in final) and len(best) == len(final)
+    from edgekit.models import load_model
+
+    load_model("tiny_models:resnet_tiny_student", tmp_path / "a" / "student.safetensors")  # as --weights takes it
     assert (tmp_path / "a" / "checkpoints" / "epoch-003.state.pt").is_file()
 
 
-def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, digits_npz, tiny_weights, monkeypatch):
-    distill(**_options(tmp_path, digits_npz, tiny_weights, "straight"))
+@pytest.mark.parametrize("extra", [{}, {"feature_kd": ["block2"], "curriculum": 0.5}],
+                         ids=["response", "feature-projection-and-curriculum"])
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, digits_npz, tiny_weights, monkeypatch, extra):
+    """Also with a learned feature projection (16 → 32 channels), which is checkpointed with the optimizer."""
+    distill(**_options(tmp_path, digits_npz, tiny_weights, "straight", **extra))
     save = distill_run._save_checkpoint
 
     def stop_after_second_epoch(ckpt, epoch, module, state):
@@ -41,9 +47,9 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, digits_npz, 
 
     monkeypatch.setattr(distill_run, "_save_checkpoint", stop_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        distill(**_options(tmp_path, digits_npz, tiny_weights, "stopped"))
+        distill(**_options(tmp_path, digits_npz, tiny_weights, "stopped", **extra))
     monkeypatch.setattr(distill_run, "_save_checkpoint", save)
-    resumed = distill(**_options(tmp_path, digits_npz, tiny_weights, "stopped", resume=True))
+    resumed = distill(**_options(tmp_path, digits_npz, tiny_weights, "stopped", resume=True, **extra))
     straight = load_file(str(tmp_path / "straight" / "student.safetensors"))
     again = load_file(str(tmp_path / "stopped" / "student.safetensors"))
     assert all(bool((straight[k] == again[k]).all()) for k in straight)
@@ -72,3 +78,48 @@ def test_mnist_example_student_within_one_point_of_its_teacher_at_a_quarter_of_t
     report = json.loads(result.stdout)
     assert report["params_ratio"] <= 0.25
     assert report["teacher"]["accuracy"] - report["student"]["accuracy"] <= 1.0
+
+
+def test_compress_distils_from_the_given_teacher(tmp_path, digits_npz, tiny_weights):
+    """`compress --teacher`: QAD learns from that model. With alpha 0, a teacher whose answers are shifted by
+    one class drags the student's accuracy down where the right one keeps it; a teacher for other inputs is
+    refused up front."""
+    from edgekit.api import compress
+
+    common = dict(weights=str(tiny_weights), target="x86-64", quant="qad", epochs=4, alpha=0.0, lr=1e-2)
+    trained = compress("tiny_models:resnet_tiny", str(digits_npz), out=tmp_path / "t", **common,
+                       teacher="tiny_models:resnet_tiny", teacher_weights=str(tiny_weights))
+    shifted = compress("tiny_models:resnet_tiny", str(digits_npz), out=tmp_path / "s", **common,
+                       teacher="tiny_models:resnet_tiny_shifted", teacher_weights=str(tiny_weights))
+    assert trained["final"]["accuracy"] > 90 and shifted["final"]["accuracy"] < 50
+    other = run_cli("compress", "--model", "tiny_models:resnet_tiny", "--weights", tiny_weights, "--data",
+                    digits_npz, "--teacher", "example:text-teacher", "--out", tmp_path / "o")
+    assert other.returncode == 2 and "teacher" in other.stderr and "Traceback" not in other.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_curriculum_starts_on_the_teachers_surest_samples_and_ends_on_all():
+    import numpy as np
+
+    from edgekit.curriculum import curriculum_batches, fraction_at
+    from edgekit.data import SampleSet
+
+    samples = SampleSet(source="t", arrays={"x": np.arange(100, dtype=np.float32)[:, None]},
+                        labels=np.zeros(100, np.int64))
+    ranking = np.arange(100)[::-1]  # sample 99 is the easiest
+    batches = curriculum_batches(samples, ["x"], 16, 0, ranking, 0.4, 4)
+    seen = [sorted(int(v) for inputs, _ in batches(e) for v in inputs[0][:, 0]) for e in range(4)]
+    assert seen[0] == list(range(60, 100)) and seen[3] == list(range(100))
+    assert [len(s) for s in seen] == [40, 60, 80, 100] and fraction_at(0.4, 3, 4) == 1.0
+
+
+def test_curriculum_fraction_is_logged_and_bf16_trains(tmp_path, digits_npz, tiny_weights):
+    bf16 = distill(**_options(tmp_path, digits_npz, tiny_weights, "bf16", precision="bf16", curriculum=0.5))
+    history = json.loads((tmp_path / "bf16" / "history.json").read_text())
+    assert [r["curriculum_fraction"] for r in history] == pytest.approx([0.5, 2 / 3, 5 / 6, 1.0])
+    assert history[-1]["kd"] < history[0]["kd"] and bf16["student"]["accuracy"] > 70
+    fp32 = distill(**_options(tmp_path, digits_npz, tiny_weights, "fp32", curriculum=0.5))
+    assert fp32["student"]["accuracy"] > 70
+    fp32_history = json.loads((tmp_path / "fp32" / "history.json").read_text())
+    assert history[0]["kd"] != fp32_history[0]["kd"]  # bf16 really ran: rounding moved the losses
+    assert history[0]["kd"] == pytest.approx(fp32_history[0]["kd"], rel=0.05)

@@ -115,7 +115,7 @@ def test_feature_kd_projects_a_pruned_width_and_learns():
     x, y = digits_arrays()
     x, y = torch.from_numpy(x[:256]), torch.from_numpy(y[:256])
     kd = FeatureKD(parse_pairs(["block2"]), weight=1.0)
-    history = distill(student, teacher, lambda e: [((x,), y)], TrainConfig(epochs=8, lr=1e-2), feature_kd=kd)
+    history = distill(student, teacher, lambda e: [((x,), y)], TrainConfig(epochs=8, lr=1e-2), aux_losses=[kd])
     assert isinstance(kd.projections[0], torch.nn.Conv2d) and kd.projections[0].weight.shape[:2] == (32, 16)
     assert history[-1]["feature"] < history[0]["feature"]
     assert not student.block2._forward_hooks  # detached after training

@@ -45,3 +45,15 @@ def resnet_tiny_student() -> nn.Module:
     """Half the width of resnet_tiny: about a quarter of its parameters."""
     torch.manual_seed(1)
     return TinyResNet(width=8)
+
+
+class ShiftedTinyResNet(TinyResNet):
+    """TinyResNet whose class scores are rolled by one: loads TinyResNet weights, answers wrongly on purpose."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(super().forward(x), 1, dims=-1)
+
+
+def resnet_tiny_shifted() -> nn.Module:
+    torch.manual_seed(0)
+    return ShiftedTinyResNet()

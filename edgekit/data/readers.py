@@ -17,13 +17,14 @@ PREPROCESS_FILE = "preprocess.yaml"
 
 
 def load_for(spec: str | Path, input_names: list[str], tokenizer_dir: Path | None = None,
-             label2id: dict[str, int] | None = None) -> SampleSet:
-    """Data ready for one model: text tokenized with the model's tokenizer, arrays bound to its inputs."""
+             label2id: dict[str, int] | None = None, max_length: int | None = None) -> SampleSet:
+    """Data ready for one model: text tokenized with the model's tokenizer (to `max_length` tokens when
+    given), arrays bound to its inputs."""
     from .text import TextSet
 
     data = load_data(spec)
     if isinstance(data, TextSet) and tokenizer_dir is not None:
-        data = data.tokenized(tokenizer_dir, input_names, label2id)
+        data = data.tokenized(tokenizer_dir, input_names, label2id, max_length)
     return data.bind(input_names)
 
 

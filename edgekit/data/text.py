@@ -35,12 +35,15 @@ class TextSet:
         raise DataError(f"data {self.source} is text and the model has no {TOKENIZER_FILE}; "
                         f"save the tokenizer in the model folder (tokenizer.save_pretrained(folder))")
 
-    def tokenized(self, tokenizer_dir: Path, input_names: list[str], label2id: dict[str, int] | None) -> SampleSet:
+    def tokenized(self, tokenizer_dir: Path, input_names: list[str], label2id: dict[str, int] | None,
+                  length: int | None = None) -> SampleSet:
+        """Padded to `length` (an exported model's fixed sequence length), else to the longest sentence."""
         tokenizer = load_tokenizer(tokenizer_dir)
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
-        longest = max(len(e.ids) for e in tokenizer.encode_batch(self.texts))
-        length = min(-(-longest // 8) * 8, _max_length(tokenizer_dir))  # a multiple of 8 suits INT8 kernels
+        if length is None:
+            tokenizer.no_padding()
+            tokenizer.no_truncation()
+            longest = max(len(e.ids) for e in tokenizer.encode_batch(self.texts))
+            length = min(-(-longest // 8) * 8, _max_length(tokenizer_dir))  # a multiple of 8 suits INT8 kernels
         encodings = pad_to(tokenizer, tokenizer_dir, length).encode_batch(self.texts)
         arrays = {"input_ids": np.array([e.ids for e in encodings], np.int64),
                   "attention_mask": np.array([e.attention_mask for e in encodings], np.int64),

@@ -29,11 +29,11 @@ class LoadedModel:
     def is_onnx(self) -> bool:
         return self.kind == "onnx"
 
-    def data(self, spec: str | Path):
+    def data(self, spec: str | Path, max_length: int | None = None):
         """`spec` loaded for this model: text tokenized with its tokenizer, arrays bound to its inputs."""
         from ..data import load_for
 
-        return load_for(spec, self.input_names, self.tokenizer, self.label2id)
+        return load_for(spec, self.input_names, self.tokenizer, self.label2id, max_length)
 
 
 def load_model(spec: str, weights: str | Path | None = None) -> LoadedModel:

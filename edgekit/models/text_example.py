@@ -52,8 +52,11 @@ def ensure_teacher() -> Path:
     folder = cache_dir() / f"text-teacher-{CACHE_VERSION}"
     if (folder / "config.json").is_file():
         return folder
-    with atomic_dir(folder) as tmp, console.status("training example model text-teacher (once; cached afterwards)"):
-        _train_teacher(tmp)
+    try:
+        with atomic_dir(folder) as tmp, console.status("training example model text-teacher (once; cached afterwards)"):
+            _train_teacher(tmp)
+    except FileExistsError:
+        pass  # another process (a torchrun peer) cached it first; both trained the same model
     return folder
 
 

@@ -18,6 +18,24 @@ def torch_outputs(model, samples, input_names: list[str], batch_size: int = 256)
     return np.concatenate(outs) if samples.batchable else np.stack(outs)
 
 
+def check_teacher_fits(teacher, student, splits, input_names: list[str]) -> None:
+    """The teacher must read the student's inputs and answer in the same shape, or KD cannot compare them."""
+    from ..errors import InputError
+
+    inputs, _ = next(splits.calib.batches(2))
+    tensors = tuple(torch.from_numpy(inputs[n]) for n in input_names)
+    with torch.no_grad():
+        try:
+            t_out = teacher.eval()(*tensors)
+        except Exception as exc:  # torch raises many types for inputs that do not fit
+            raise InputError(f"the teacher cannot read the student's inputs ({' '.join(str(exc).split())[:160]}); "
+                             "give a teacher trained on the same inputs (and tokenizer)") from exc
+        s_out = student.eval()(*tensors)
+    if t_out.shape != s_out.shape:
+        raise InputError(f"the teacher outputs shape {tuple(t_out.shape)} but the student {tuple(s_out.shape)}; "
+                         "give a teacher for the same task (same classes)")
+
+
 def agreement_scorer(model, teacher, samples, input_names: list[str]):
     """A validation score for early stopping: top-1 agreement with the teacher on `samples`, or cosine
     similarity for outputs that are not class scores. Higher is better."""

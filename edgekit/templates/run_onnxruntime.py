@@ -1,9 +1,12 @@
 """Run this edgekit bundle with ONNX Runtime on the board: outputs checked, then timed.
 
     python3 apps/python/run_onnxruntime.py [--model model.ort] [--runs 200] [--threads 1] [--json]
+    python3 apps/python/run_onnxruntime.py --text "the plot was not good"   # text models
 
 Needs only numpy and onnxruntime. It feeds the inputs shipped in reference.npz, compares the outputs
 with the host's (top-1 agreement and largest absolute difference), then times batch-1 inference.
+With --text (a bundle holding tokenizer.json; needs the `tokenizers` package) it classifies the
+sentence instead, tokenized as on the host: same file, same padding length.
 """
 
 from __future__ import annotations
@@ -48,6 +51,23 @@ def agreement(outputs: list[np.ndarray], reference) -> dict:
     return result
 
 
+def classify_text(sess, names: list[str], manifest: dict, text: str) -> dict:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(BUNDLE / "tokenizer.json"))
+    config = BUNDLE / "tokenizer_config.json"
+    pad = json.loads(config.read_text()).get("pad_token") if config.is_file() else None
+    pad = pad if isinstance(pad, str) else "[PAD]"
+    length = manifest["preprocessing"]["max_length"]
+    tokenizer.enable_truncation(max_length=length)
+    tokenizer.enable_padding(length=length, pad_id=tokenizer.token_to_id(pad), pad_token=pad)
+    encoding = tokenizer.encode(text)
+    arrays = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask, "token_type_ids": encoding.type_ids}
+    scores = sess.run(None, {n: np.array([arrays[n]], np.int64) for n in names})[0][0]
+    labels = manifest.get("labels") or [str(i) for i in range(len(scores))]
+    return {"text": text, "label": labels[int(np.argmax(scores))], "scores": [float(s) for s in scores]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model file in the bundle (default model.ort, else model.onnx)")
@@ -55,6 +75,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--text", default=None, help="classify this sentence (bundles with tokenizer.json)")
     args = parser.parse_args()
     import onnxruntime as ort
 
@@ -62,6 +83,13 @@ def main() -> int:
     names = [i["name"] for i in manifest["inputs"]]
     model = pick_model(args.model)
     sess = load_session(model, args.threads)
+    if args.text is not None:
+        if not (BUNDLE / "tokenizer.json").is_file():
+            print("this bundle has no tokenizer.json; --text is for text models", file=sys.stderr)
+            return 2
+        result = classify_text(sess, names, manifest, args.text)
+        print(json.dumps(result) if args.json else f"{result['label']}  {result['scores']}")
+        return 0
     reference = np.load(BUNDLE / "reference.npz")
     count = reference["in_0"].shape[0]
     outputs = [sess.run(None, {n: reference[f"in_{i}"][k:k + 1] for i, n in enumerate(names)})
