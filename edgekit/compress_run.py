@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import distributed
 from .artifact import Artifact
 from .data import make_splits
 from .data.splits import parse_fractions
@@ -24,6 +26,18 @@ from .target import load_target
 
 
 def run_compress(cfg: CompressConfig) -> dict[str, Any]:
+    """Under torchrun the processes share the training stages (QAD, pruning fine-tuning) by DDP on CPU with
+    gloo; process 0 runs the rest and writes OUT, the others stop after the last training stage."""
+    runtime = distributed.start("cpu") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else distributed.current()
+    try:
+        if runtime.world > 1 and cfg.resume:
+            raise InputError("--resume runs in one process; start it without torchrun")
+        return _run(cfg, runtime)
+    finally:
+        distributed.stop()
+
+
+def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     from .api import check_out_dir
 
     target = load_target(cfg.target)
@@ -38,6 +52,8 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
     teacher = _teacher(cfg, student, splits)
     _check_feature_kd(cfg, student, teacher, splits)
     stages = build_stages(cfg, target, student.is_onnx)
+    if not runtime.main:
+        return _follow(stages, target, splits, teacher, cfg, student)
     check_out_dir(cfg.out, cfg.force, cfg.resume)
     work = cfg.out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -48,6 +64,21 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
     final = run_stages(stages, ctx, artifact, work, resume=cfg.resume)
     check_budget(cfg, final, work)
     return publish(cfg, target, final, ctx, student)
+
+
+def _follow(stages: list, target, splits, teacher, cfg: CompressConfig, student) -> dict[str, Any]:
+    """A torchrun process other than 0: the same stages up to the last one that trains, in a scratch folder,
+    so every DDP step has its partner; nothing is written to OUT."""
+    import tempfile
+
+    from .stages.prune import PruneStage
+    from .stages.qad import QadStage
+
+    last = max((i for i, s in enumerate(stages) if isinstance(s, (PruneStage, QadStage))), default=-1)
+    with tempfile.TemporaryDirectory(prefix="edgekit-rank-") as scratch:
+        ctx = Context(target=target, splits=splits, seed=cfg.seed, work=Path(scratch), teacher=teacher)
+        run_stages(stages[:last + 1], ctx, _initial_artifact(student), Path(scratch))
+    return {"rank": distributed.current().rank}
 
 
 def check_budget(cfg: CompressConfig, final: Artifact, work: Path) -> None:

@@ -92,8 +92,14 @@ def test_compress_distils_from_the_given_teacher(tmp_path, digits_npz, tiny_weig
     shifted = compress("tiny_models:resnet_tiny", str(digits_npz), out=tmp_path / "s", **common,
                        teacher="tiny_models:resnet_tiny_shifted", teacher_weights=str(tiny_weights))
     assert trained["final"]["accuracy"] > 90 and shifted["final"]["accuracy"] < 50
+    from transformers import BertConfig
+
+    text_model = tmp_path / "bert.json"  # a text model: it reads token ids, not images
+    text_model.write_text(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, architectures=["BertForSequenceClassification"],
+                                     num_labels=10).to_json_string())
     other = run_cli("compress", "--model", "tiny_models:resnet_tiny", "--weights", tiny_weights, "--data",
-                    digits_npz, "--teacher", "example:text-teacher", "--out", tmp_path / "o")
+                    digits_npz, "--teacher", text_model, "--out", tmp_path / "o")
     assert other.returncode == 2 and "teacher" in other.stderr and "Traceback" not in other.stderr
     assert not (tmp_path / "o").exists()
 

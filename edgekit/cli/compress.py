@@ -77,6 +77,8 @@ def command(
     options.update({k: v for k, v in given.items() if v is not None})
     _require(options, ("model", "data", "out"))
     report = compress(**options, force=force, resume=resume)
+    if "rank" in report:
+        return  # a torchrun process other than 0: process 0 reports
     if as_json:
         emit_json(report)
     else:
