@@ -50,7 +50,7 @@ def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     splits = _splits(cfg, student)
     reference = check_model_fits(student, splits)
     teacher = _teacher(cfg, student, splits)
-    _check_feature_kd(cfg, student, teacher, splits)
+    _check_aux_losses(cfg, student, teacher, splits)
     stages = build_stages(cfg, target, student.is_onnx)
     if not runtime.main:
         return _follow(stages, target, splits, teacher, cfg, student)
@@ -146,20 +146,17 @@ def _teacher(cfg: CompressConfig, student, splits):
     return teacher.module
 
 
-def _check_feature_kd(cfg: CompressConfig, student, teacher, splits) -> None:
-    """Layer names and shapes of --feature-kd are checked before any stage runs."""
-    if not cfg.feature_kd:
+def _check_aux_losses(cfg: CompressConfig, student, teacher, splits) -> None:
+    """Layer names and shapes of --feature-kd and --attention-kd are checked before any stage runs."""
+    if not cfg.feature_kd and not cfg.attention_kd:
         return
     if cfg.quant != "qad":
-        raise InputError("--feature-kd trains during QAD; add --quant qad or drop --feature-kd")
-    from .feature_kd import FeatureKD, parse_pairs
+        raise InputError("--feature-kd and --attention-kd train during QAD; add --quant qad or drop them")
     from .torch_artifact import example_inputs
+    from .training import build_aux_losses, check_aux_losses
 
-    probe = FeatureKD(parse_pairs(cfg.feature_kd))
-    try:
-        probe.attach(student.module, teacher, example_inputs(splits, student.input_names))
-    finally:
-        probe.detach()
+    aux = build_aux_losses(cfg.feature_kd, cfg.feature_weight, cfg.attention_kd)
+    check_aux_losses(aux, student.module, teacher, example_inputs(splits, student.input_names))
 
 
 def _initial_artifact(student) -> Artifact:
@@ -193,7 +190,8 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
                                batch_size=cfg.batch_size, method=cfg.calib,
                                recover=_prunes(cfg, is_onnx), alpha_end=cfg.alpha_end, patience=cfg.patience,
                                learn_scales=cfg.learn_scales, feature_kd=tuple(cfg.feature_kd or ()),
-                               feature_weight=cfg.feature_weight, preset=target.quant_preset, opset=target.opset))
+                               feature_weight=cfg.feature_weight, attention_kd=cfg.attention_kd,
+                               preset=target.quant_preset, opset=target.opset))
     stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset, preset=target.quant_preset,
                               max_drop=cfg.max_accuracy_drop))
     if target.runtime == "tensorrt":

@@ -27,7 +27,8 @@ from .models import load_model
 from .models.loader import load_weights_into
 from .recipe import DistillConfig
 from .stages.fidelity import agreement_scorer, check_teacher_fits, torch_outputs
-from .training import Resume, TrainConfig, distill, epoch_batches
+from .torch_artifact import example_inputs
+from .training import Resume, TrainConfig, build_aux_losses, check_aux_losses, distill, epoch_batches
 
 HISTORY, STUDENT, REPORT, STUDENT_FOLDER = "history.json", "student.safetensors", "report.json", "student"
 
@@ -52,8 +53,8 @@ def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     splits = make_splits(data, parse_fractions(cfg.split), cfg.seed)
     names = student.input_names
     check_teacher_fits(teacher.module, student.module, splits, names)
-    aux = _aux_losses(cfg)
-    _check_aux(aux, student.module, teacher.module, splits, names)
+    aux = build_aux_losses(cfg.feature_kd, cfg.feature_weight, cfg.attention_kd)
+    check_aux_losses(aux, student.module, teacher.module, example_inputs(splits, names))
     if runtime.main:
         check_out_dir(cfg.out, cfg.force, cfg.resume)
         (cfg.out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -101,35 +102,6 @@ def _train_config(cfg: DistillConfig) -> TrainConfig:
     return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
                        batch_size=cfg.batch_size, seed=cfg.seed, alpha_end=cfg.alpha_end, patience=cfg.patience,
                        accumulate=cfg.accumulate, precision=cfg.precision)
-
-
-def _aux_losses(cfg: DistillConfig) -> list:
-    aux = []
-    if cfg.feature_kd:
-        from .feature_kd import FeatureKD, parse_pairs
-
-        aux.append(FeatureKD(parse_pairs(cfg.feature_kd), cfg.feature_weight))
-    if cfg.attention_kd > 0:
-        from .attention_kd import AttentionKD
-
-        aux.append(AttentionKD(cfg.attention_kd))
-    return aux
-
-
-def _check_aux(aux: list, student, teacher, splits, names: list[str]) -> None:
-    """Layer names, shapes and attention outputs are checked on one batch before anything is written."""
-    from .torch_artifact import example_inputs
-
-    inputs = example_inputs(splits, names)
-    for term in aux:
-        try:
-            term.attach(student, teacher, inputs)
-            with torch.no_grad():
-                student(*inputs)
-                teacher(*inputs)
-            term.loss()
-        finally:
-            term.detach()
 
 
 def _batches(cfg: DistillConfig, teacher, train, names: list[str]):

@@ -42,6 +42,7 @@ class CompressConfig(BaseModel):
     learn_scales: bool = False
     feature_kd: list[str] | None = None
     feature_weight: float = Field(1.0, ge=0)
+    attention_kd: float = Field(0.0, ge=0)
     batch_size: int = Field(64, ge=1)
     split: str = "0.7,0.1,0.2"
     seed: int = 0

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.text import trim_padding
 from .distributed import Runtime, autocast, current, mean_over_processes, no_sync, shard, wrap
 
 
@@ -87,6 +88,34 @@ class AuxLoss(Protocol):
     def attach(self, student: nn.Module, teacher: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None: ...
     def loss(self) -> torch.Tensor: ...
     def detach(self) -> None: ...
+
+
+def build_aux_losses(feature_kd: Sequence[str] | None, feature_weight: float, attention_kd: float) -> list:
+    """The extra terms `distill` and QAD both take: feature pairs and attention-map transfer."""
+    aux = []
+    if feature_kd:
+        from .feature_kd import FeatureKD, parse_pairs
+
+        aux.append(FeatureKD(parse_pairs(list(feature_kd)), feature_weight))
+    if attention_kd > 0:
+        from .attention_kd import AttentionKD
+
+        aux.append(AttentionKD(attention_kd))
+    return aux
+
+
+def check_aux_losses(aux: list, student: nn.Module, teacher: nn.Module | None,
+                     inputs: tuple[torch.Tensor, ...]) -> None:
+    """Layer names, shapes and attention outputs checked on one sample before anything is written."""
+    for term in aux:
+        try:
+            term.attach(student, teacher, inputs)
+            with torch.no_grad():
+                student(*inputs)
+                teacher(*inputs)
+            term.loss()
+        finally:
+            term.detach()
 
 
 class _Trainee(nn.Module):
@@ -233,6 +262,7 @@ def epoch_batches(samples, names: list[str], batch_size: int, seed: int,
         keep = pool(epoch) if pool is not None else np.arange(len(samples))
         order = keep[np.random.default_rng(seed + 1000 + epoch).permutation(len(keep))]
         for inputs, labels in samples.batches(batch_size, order):
+            inputs = trim_padding(inputs)
             tensors = tuple(torch.from_numpy(inputs[n]) for n in names)
             yield tensors, (torch.from_numpy(labels) if labels_ok else None)
     return batches

@@ -168,11 +168,12 @@ def test_text_data_errors_name_the_problem(task, tmp_path, tiny_fp32_onnx):
 
 
 def test_qad_under_torchrun_follows_one_process(distilled, task):
-    """compress under torchrun: QAD's steps are shared by two gloo processes, process 0 writes OUT alone."""
+    """compress under torchrun: QAD's steps (here with attention-map transfer from the FP32 student) are
+    shared by two gloo processes; process 0 writes OUT alone."""
     with open(task / "reviews.jsonl") as whole, open(task / "some.jsonl", "w") as some:
         some.writelines(whole.readlines()[:800])
     args = ["compress", "--model", distilled[0] / "student", "--data", task / "some.jsonl", "--target", "arm64",
-            "--quant", "qad", "--epochs", "2", "--lr", "1e-3", "--batch-size", "32", "--json"]
+            "--quant", "qad", "--epochs", "2", "--lr", "1e-3", "--batch-size", "32", "--attention-kd", "1", "--json"]
     one = run_cli(*args, "--out", task / "qad1", timeout=600)
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": os.pathsep.join(sys.path)}
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -181,9 +182,10 @@ def test_qad_under_torchrun_follows_one_process(distilled, task):
     assert one.returncode == 0 and two.returncode == 0, one.stderr[-1500:] + two.stderr[-1500:]
     reports = [json.loads(one.stdout), json.loads(two.stdout)]  # one JSON document: process 0 speaks
     curves = [next(s for s in r["stages"] if s["name"] == "qad")["metrics"]["loss_history"] for r in reports]
-    assert len(curves[0]) == len(curves[1]) == 2
+    assert len(curves[0]) == len(curves[1]) == 2 and all(r["attention"] > 0 for r in curves[0])
     for a, b in zip(*curves):
-        # observers see process 0's half of each batch, so rounding ranges differ slightly from one process
-        assert b["total"] == pytest.approx(a["total"], rel=1e-2)
+        # range observers see process 0's half of each batch (DDP broadcasts its buffers), so the rounding
+        # differs a little from one process: the distill test above is the exact one
+        assert b["total"] == pytest.approx(a["total"], rel=3e-2)
     assert abs(reports[0]["final"]["accuracy"] - reports[1]["final"]["accuracy"]) <= 1.0
     assert sorted(p.name for p in task.glob("qad2*")) == ["qad2"]

@@ -53,6 +53,7 @@ def command(
     learn_scales: Annotated[Optional[bool], typer.Option("--learn-scales/--observed-scales", help="QAD: train activation ranges (LSQ) instead of observing them.")] = None,
     feature_kd: Annotated[Optional[list[str]], typer.Option(help="QAD feature distillation pair STUDENT_LAYER[:TEACHER_LAYER] (repeatable).")] = None,
     feature_weight: Annotated[Optional[float], typer.Option(help="Weight of the feature-KD loss.")] = None,
+    attention_kd: Annotated[Optional[float], typer.Option(help="QAD attention-map transfer weight (transformers; 0: off).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Training batch size.")] = None,
     split: Annotated[Optional[str], typer.Option(help="train,calib,eval fractions of --data.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for splits and training.")] = None,
@@ -72,7 +73,7 @@ def command(
                  max_layer_ratio=max_layer_ratio, layer_ratios=layer_ratios, prune_steps=prune_steps,
                  finetune_epochs=finetune_epochs, max_accuracy_drop=max_accuracy_drop,
                  calib=calib, calibrator=calibrator, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha, alpha_end=alpha_end, patience=patience,
-                 learn_scales=learn_scales, feature_kd=feature_kd, feature_weight=feature_weight, batch_size=batch_size,
+                 learn_scales=learn_scales, feature_kd=feature_kd, feature_weight=feature_weight, attention_kd=attention_kd, batch_size=batch_size,
                  split=split, seed=seed)
     options.update({k: v for k, v in given.items() if v is not None})
     _require(options, ("model", "data", "out"))

@@ -67,6 +67,18 @@ class TextSet:
         return np.asarray([known[str(v)] for v in self.labels], np.int64)
 
 
+def trim_padding(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A training batch of token arrays cut to its longest sentence: padding is masked anyway, and the
+    columns nobody reads cost a third of the compute on short sentences. Other inputs pass unchanged."""
+    mask = inputs.get("attention_mask")
+    if mask is None or mask.ndim != 2:
+        return inputs
+    longest = int(mask.sum(1).max()) if len(mask) else mask.shape[1]
+    if longest == mask.shape[1] or mask[:, longest:].any():
+        return inputs
+    return {k: (v[:, :longest] if v.ndim == 2 and v.shape[1] == mask.shape[1] else v) for k, v in inputs.items()}
+
+
 def load_tokenizer(folder: Path):
     from tokenizers import Tokenizer
 

@@ -107,8 +107,10 @@ def _load_hf_config(path: Path, weights: str | Path | None) -> LoadedModel:
     """A fresh transformers model from a config.json alone (a student to distil); the tokenizer beside it, if any."""
     import json
 
+    import torch
     import transformers
 
+    torch.manual_seed(0)  # a fresh model is the same model on every run
     try:
         options = json.loads(path.read_text())
         config = transformers.AutoConfig.for_model(**options)

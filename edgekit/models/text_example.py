@@ -110,6 +110,8 @@ def _vocab_size(folder: Path) -> int:
 def _fit(model, train) -> None:
     import torch.nn.functional as F
 
+    from ..data.text import trim_padding
+
     opt = torch.optim.AdamW(model.parameters(), lr=TEACHER_LR)
     steps = TEACHER_EPOCHS * -(-len(train) // 64)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, TEACHER_LR, total_steps=steps)
@@ -117,7 +119,7 @@ def _fit(model, train) -> None:
     for epoch in range(TEACHER_EPOCHS):
         order = np.random.default_rng(SEED + epoch).permutation(len(train))
         for inputs, labels in train.batches(64, order):
-            logits = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits
+            logits = model(**{k: torch.from_numpy(v) for k, v in trim_padding(inputs).items()}).logits
             loss = F.cross_entropy(logits, torch.from_numpy(labels))
             opt.zero_grad()
             loss.backward()

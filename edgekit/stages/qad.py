@@ -50,6 +50,7 @@ class QadStage:
     learn_scales: bool = False
     feature_kd: tuple[str, ...] = ()
     feature_weight: float = 1.0
+    attention_kd: float = 0.0
     preset: str = "ort-u8s8"
     opset: int = 17
     name: str = "qad"
@@ -61,7 +62,7 @@ class QadStage:
 
     def settings(self) -> dict[str, Any]:
         keys = ("epochs", "lr", "temperature", "alpha", "batch_size", "method", "recover", "alpha_end", "patience",
-                "learn_scales", "feature_kd", "feature_weight", "preset")
+                "learn_scales", "feature_kd", "feature_weight", "attention_kd", "preset")
         return {k: getattr(self, k) for k in keys}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
@@ -147,11 +148,9 @@ class QadStage:
             probe.unlink(missing_ok=True)
 
     def _aux_losses(self) -> list:
-        if not self.feature_kd:
-            return []
-        from ..feature_kd import FeatureKD, parse_pairs
+        from ..training import build_aux_losses
 
-        return [FeatureKD(parse_pairs(list(self.feature_kd)), self.feature_weight)]
+        return build_aux_losses(self.feature_kd, self.feature_weight, self.attention_kd)
 
     def _config(self, ctx, epochs: int, lr_scale: float = 1.0) -> TrainConfig:
         return TrainConfig(epochs=epochs, lr=self.lr * lr_scale, temperature=self.temperature, alpha=self.alpha,
