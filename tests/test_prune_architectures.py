@@ -75,3 +75,14 @@ def test_channel_split_in_forward_becomes_separate_convolutions():
     with torch.no_grad():
         after = model(*example)
     assert after.shape == before.shape and not torch.allclose(after, before)
+
+
+@pytest.mark.parametrize("ratio, heads, removed", [(0.25, 2, 0), (0.5, 2, 1), (0.25, 4, 1), (0.3, 4, 1), (0.5, 12, 6)])
+def test_head_pruning_never_removes_more_than_the_ratio(ratio, heads, removed):
+    """torch-pruning removes ceil(share × heads); the share edgekit passes removes floor(ratio × heads)."""
+    import math
+
+    from edgekit.stages.prune import head_ratio
+
+    share = head_ratio(ratio, {"layer": heads})
+    assert (math.ceil(share * heads) if share > 0 else 0) == removed

@@ -68,10 +68,11 @@ def test_text_pipeline_int8_arm64_within_one_point_of_the_fp32_student(distilled
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["fp32"]["accuracy"] - report["final"]["accuracy"] <= 1.0
-    assert report["final"]["macs"] < 0.8 * report["fp32"]["macs"]
+    assert report["final"]["macs"] < 0.85 * report["fp32"]["macs"]
     plan = json.loads(next((out / "work").glob("*-prune/plan.json")).read_text())
-    channels = plan["channels"]
-    assert any(name.endswith("intermediate.dense") and sizes[1] < 256 for name, sizes in channels.items())
+    assert sorted(plan["heads"].values()) == [3, 3]  # one of four heads gone in each layer
+    ffn = [sizes[1] for name, sizes in plan["channels"].items() if name.endswith("intermediate.dense")]
+    assert len(ffn) == 2 and max(ffn) < 256
     manifest = json.loads((out / "arm64" / "manifest.json").read_text())
     assert {"tokenizer.json", "tokenizer_config.json", "model.ort"} <= set(manifest["files"])
     assert manifest["labels"] == ["negative", "positive"] and manifest["preprocessing"]["max_length"] % 8 == 0

@@ -17,7 +17,7 @@ from ..progress import console
 from .example import CACHE_VERSION, SEED, SPLIT, cache_dir
 
 TEACHER = dict(hidden_size=128, num_hidden_layers=3, num_attention_heads=4, intermediate_size=512)
-STUDENT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256)
+STUDENT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256)
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 VOCAB_SIZE, MAX_POSITIONS = 400, 64
 TEACHER_EPOCHS, TEACHER_LR = 12, 1e-3
@@ -35,7 +35,7 @@ def bert_config(vocab_size: int, **sizes):
 
 def text_student():
     """A fresh student for `edgekit distill --student edgekit.models.text_example:text_student`
-    (2 layers, hidden 64, 2 heads): it shares the teacher's tokenizer, so its vocabulary size too."""
+    (2 layers, hidden 64, 4 heads): it shares the teacher's tokenizer, so its vocabulary size too."""
     from transformers import BertForSequenceClassification
 
     from ..data.text import load_tokenizer

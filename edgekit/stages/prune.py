@@ -8,6 +8,7 @@ as a replayable JSON plan.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: P
         max_pruning_ratio=settings.max_layer_ratio, ignored_layers=ignored_layers(model, protect),
         round_to=settings.round_to if settings.round_to > 1 else None,
         num_heads=heads, prune_num_heads=bool(heads), prune_head_dims=False,
-        head_pruning_ratio=settings.ratio if heads else 0.0,
+        head_pruning_ratio=head_ratio(settings.ratio, heads),
     )
     if batches is not None:
         accumulate_taylor_gradients(model, batches, teacher)
@@ -125,6 +126,16 @@ def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: P
     history = [[name, bool(out), [int(i) for i in idx]] for name, out, idx in pruner.pruning_history()]
     return {**settings.settings(), "protect": protect, "history": history, "heads": head_map,
             "channel_splits": splits, "channels": channel_counts(model)}
+
+
+def head_ratio(ratio: float, heads: dict) -> float:
+    """The head share to give torch-pruning, which removes ceil(share × heads) per layer: at most the
+    requested share (2 heads at 0.25 keep both rather than lose half), and none when that rounds to 0."""
+    if not heads:
+        return 0.0
+    fewest = min(heads.values())
+    removed = math.floor(ratio * fewest + 1e-9)
+    return 0.0 if removed == 0 else (removed - 1e-6) / fewest
 
 
 def prune_l1(model: nn.Module, example: tuple[torch.Tensor, ...], ratio: float, round_to: int,
