@@ -35,7 +35,8 @@ def prune_iteratively(model, example, settings, ctx, names: list[str], steps: in
     splits: dict[str, list[int]] = {}
     plan: dict[str, Any] = {}
     for step in range(steps):
-        plan = prune_model(model, example, replace(settings, ratio=1.0 - keep, steps=1, max_accuracy_drop=None))
+        plan = prune_model(model, example, replace(settings, ratio=1.0 - keep, steps=1, max_accuracy_drop=None),
+                           head_share=settings.ratio if step == 0 else 0.0)
         history += plan["history"]
         splits.update(plan["channel_splits"])
         recalibrate_batchnorm(model, ctx.splits.train, names)

@@ -88,8 +88,11 @@ class PruneStage:
 
 
 def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: PruneStage,
-                batches=None, teacher: nn.Module | None = None) -> dict[str, Any]:
-    """Prune in place; return the replayable plan (history, heads, channel counts, settings)."""
+                batches=None, teacher: nn.Module | None = None, head_share: float | None = None) -> dict[str, Any]:
+    """Prune in place; return the replayable plan (history, heads, channel counts, settings).
+
+    `head_share` is the fraction of attention heads to remove (default: the channel ratio); iterative
+    pruning removes the whole run's heads in its first step, as one head is too coarse to split."""
     import torch_pruning as tp
 
     splits = find_channel_splits(model, example)
@@ -108,7 +111,7 @@ def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: P
         max_pruning_ratio=settings.max_layer_ratio, ignored_layers=ignored_layers(model, protect),
         round_to=settings.round_to if settings.round_to > 1 else None,
         num_heads=heads, prune_num_heads=bool(heads), prune_head_dims=False,
-        head_pruning_ratio=head_ratio(settings.ratio, heads),
+        head_pruning_ratio=head_ratio(settings.ratio if head_share is None else head_share, heads),
     )
     if batches is not None:
         accumulate_taylor_gradients(model, batches, teacher)
