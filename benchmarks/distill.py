@@ -6,7 +6,8 @@ seeded evaluation split (20% of the data). The teacher's row is its FP32 graph (
 student rows are the distilled FP32 student and its pruned INT8 artifact. The text example also shows
 the student distilled without attention-map transfer, at the same epochs.
 
-    python benchmarks/distill.py            # about 8 min on a 2-core host (the text teacher is cached after)
+    python benchmarks/distill.py            # about 6 min on a 2-core host (the text teacher is cached after)
+    python benchmarks/distill.py sentiment  # one case, merged into the saved tables
 
 Writes benchmarks/out/distill.md and distill.json.
 """
@@ -31,7 +32,7 @@ CASES = {
         teacher="example:text-teacher", student="edgekit.models.text_example:text_student", data="example:sentiment",
         distill=[("distilled, logits only", dict(epochs=10, lr=2e-3, alpha=0.3)),
                  ("distilled + attention maps", dict(epochs=10, lr=2e-3, alpha=0.3, attention_kd=1.0))],
-        compress=dict(prune=0.25, prune_steps=2, finetune_epochs=3, quant="dynamic")),
+        compress=dict(prune=0.25, prune_steps=2, finetune_epochs=3, quant="dynamic", teacher="example:text-teacher")),
 }
 
 
@@ -57,7 +58,8 @@ def run_case(title: str, case: dict, work: Path) -> list[dict]:
     model, weights, label = best
     start = time.perf_counter()
     final = compress(model, case["data"], weights=weights, target="arm64", out=work / "compressed", **case["compress"])
-    settings = ", ".join(f"{k}={v}" for k, v in case["compress"].items())
+    settings = ", ".join(f"{k}={v}" for k, v in case["compress"].items() if k != "teacher")
+    settings += ", teacher's KD" if "teacher" in case["compress"] else ""
     rows.append(row(f"student, {label}, compressed ({settings})", final["final"], time.perf_counter() - start))
     for r in rows:
         r["params_ratio"] = r["params"] / rows[0]["params"]
@@ -67,11 +69,12 @@ def run_case(title: str, case: dict, work: Path) -> list[dict]:
 def render(results: dict[str, list[dict]]) -> str:
     lines = ["# Teacher, distilled student, compressed student", "",
              "ONNX Runtime on this host, 1 thread, batch 1; accuracy on the seeded 20% evaluation split "
-             "(MNIST: 1,000 digits; sentiment: 1,200 reviews). Produced by `python benchmarks/distill.py`.", ""]
+             "(MNIST: 1,000 digits; sentiment: 1,200 reviews). Produced by `python benchmarks/distill.py`. "
+             "`wall s`: distillation or compression time on this host.", ""]
     for title, rows in results.items():
         teacher = rows[0]
         lines += [f"## {title}", "", "| model | accuracy % | size KiB | size vs teacher | p50 ms | speed vs teacher "
-                  "| params vs teacher | train s |", "|---|---|---|---|---|---|---|---|"]
+                  "| params vs teacher | wall s |", "|---|---|---|---|---|---|---|---|"]
         for r in rows:
             ratio = f"{r['params_ratio']:.3f}×"
             seconds = f"{r['seconds']:.0f}" if r["seconds"] else "—"
@@ -83,7 +86,9 @@ def render(results: dict[str, list[dict]]) -> str:
 
 
 def main() -> None:
-    results = {}
+    """All cases, or (with a word from a title) one, merged into the last full run's tables."""
+    saved = OUT / "distill.json"
+    results = json.loads(saved.read_text()) if len(sys.argv) > 1 and saved.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
         for title, case in CASES.items():
             if len(sys.argv) > 1 and sys.argv[1].lower() not in title.lower():
