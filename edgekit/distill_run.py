@@ -25,6 +25,7 @@ from .fsutil import write_json
 from .metrics import accuracy, count_params, mean_cosine, top1_agreement
 from .models import load_model
 from .models.loader import load_weights_into
+from .progress import console
 from .recipe import DistillConfig
 from .stages.fidelity import agreement_scorer, check_teacher_fits, torch_outputs
 from .torch_artifact import example_inputs
@@ -74,6 +75,8 @@ def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
         history.append(record)
         if runtime.main:
             write_json(cfg.out / HISTORY, history)
+            parts = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "alpha")
+            console.log(f"epoch {epoch + 1}/{cfg.epochs}: {parts}")
 
     stopped = resume is not None and 0 < cfg.patience <= resume.since_best
     if not stopped:

@@ -70,5 +70,6 @@ def command(
         return
     t, s = report["teacher"], report["student"]
     fidelity = f"agreement {s['agreement']:.4f}" if s["agreement"] is not None else f"cosine {s['cosine']:.4f}"
-    typer.echo(f"student {s['accuracy']}% vs teacher {t['accuracy']}% at {report['params_ratio']:.3f}x the "
-               f"parameters ({fidelity} with the teacher); saved {out / 'student.safetensors'}")
+    pct = lambda v: "n/a" if v is None else f"{v:.2f}%"  # noqa: E731
+    typer.echo(f"student {pct(s['accuracy'])} vs teacher {pct(t['accuracy'])} at {report['params_ratio']:.3f}x the "
+               f"parameters ({fidelity} with the teacher); saved {report.get('student_folder') or out / 'student.safetensors'}")
