@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import load_for
+from .data.text import tokenizer_folder
 from .errors import InputError
 from .manifest import MANIFEST
 
@@ -17,9 +18,9 @@ def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -
 
     manifest = _read_manifest(folder)
     names = [i["name"] for i in manifest["inputs"]]
-    tokenizer = folder if (folder / "tokenizer.json").is_file() else None
     label2id = {name: i for i, name in enumerate(manifest.get("labels") or [])} or None
-    samples = load_for(data, names, tokenizer, label2id, (manifest.get("preprocessing") or {}).get("max_length"))
+    samples = load_for(data, names, tokenizer_folder(folder), label2id,
+                       (manifest.get("preprocessing") or {}).get("max_length"))
     settings = BenchSettings(**manifest["target"]["bench"])
     if runs is not None:
         if runs < 1:

@@ -12,6 +12,7 @@ import numpy as np
 from . import distributed
 from .artifact import Artifact
 from .data import make_splits
+from .data.text import copy_tokenizer
 from .data.splits import parse_fractions
 from .errors import BudgetExceededError, DataError, InputError
 from .fsutil import atomic_dir
@@ -53,7 +54,7 @@ def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     _check_aux_losses(cfg, student, teacher, splits)
     stages = build_stages(cfg, target, student.is_onnx)
     if not runtime.main:
-        return _follow(stages, target, splits, teacher, cfg, student)
+        return _follow(stages, target, splits, teacher, cfg, student, runtime.rank)
     check_out_dir(cfg.out, cfg.force, cfg.resume)
     work = cfg.out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     return publish(cfg, target, final, ctx, student)
 
 
-def _follow(stages: list, target, splits, teacher, cfg: CompressConfig, student) -> dict[str, Any]:
+def _follow(stages: list, target, splits, teacher, cfg: CompressConfig, student, rank: int) -> dict[str, Any]:
     """A torchrun process other than 0: the same stages up to the last one that trains, in a scratch folder,
     so every DDP step has its partner; nothing is written to OUT."""
     import tempfile
@@ -78,7 +79,7 @@ def _follow(stages: list, target, splits, teacher, cfg: CompressConfig, student)
     with tempfile.TemporaryDirectory(prefix="edgekit-rank-") as scratch:
         ctx = Context(target=target, splits=splits, seed=cfg.seed, work=Path(scratch), teacher=teacher)
         run_stages(stages[:last + 1], ctx, _initial_artifact(student), Path(scratch))
-    return {"rank": distributed.current().rank}
+    return {"rank": rank}
 
 
 def check_budget(cfg: CompressConfig, final: Artifact, work: Path) -> None:
@@ -208,13 +209,6 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
 def _prunes(cfg: CompressConfig, is_onnx: bool) -> bool:
     """Explicit ratios prune; a budget alone searches a pruning too, for PyTorch students."""
     return cfg.prune > 0 or bool(cfg.layer_ratios) or (cfg.max_accuracy_drop is not None and not is_onnx)
-
-
-def copy_tokenizer(source: Path | None, folder: Path) -> None:
-    """A text model's tokenizer travels with it: the board app and `bench` tokenize with the same file."""
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        if source is not None and (source / name).is_file():
-            shutil.copy(source / name, folder / name)
 
 
 def publish(cfg: CompressConfig, target, final: Artifact, ctx: Context, student) -> dict[str, Any]:

@@ -137,7 +137,7 @@ def _restore(cfg: DistillConfig, module: torch.nn.Module, ckpt: Path) -> tuple[l
 def _save_transformers_folder(model, folder: Path, tokenizer: Path | None) -> bool:
     """A transformers student is also saved as a folder with the tokenizer, so `compress --model OUT/student`
     takes it as it is; other students are rebuilt from their factory with OUT/student.safetensors."""
-    from .compress_run import copy_tokenizer
+    from .data.text import copy_tokenizer
     from .fsutil import atomic_dir
 
     if not hasattr(model, "save_pretrained"):

@@ -10,15 +10,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import InputError
 
 
-class CompressConfig(BaseModel):
+class _Training(BaseModel):
+    """Distillation settings `compress` (for QAD) and `distill` share, so both validate them alike."""
+
     model_config = ConfigDict(extra="forbid")
+    teacher_weights: str | None = None
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
+    alpha_end: float | None = Field(None, ge=0, le=1)
+    patience: int = Field(0, ge=0)
+    feature_kd: list[str] | None = None
+    feature_weight: float = Field(1.0, ge=0)
+    attention_kd: float = Field(0.0, ge=0)
+    batch_size: int = Field(64, ge=1)
+    split: str = "0.7,0.1,0.2"
+    seed: int = 0
+    force: bool = False
+    resume: bool = False
+
+
+class CompressConfig(_Training):
     model: str
     data: str
     target: str = "arm64"
     out: Path
     weights: str | None = None
     teacher: str | None = None
-    teacher_weights: str | None = None
     eval_data: str | None = None
     prune: float = 0.0
     protect: list[str] | None = None
@@ -35,19 +52,7 @@ class CompressConfig(BaseModel):
     calibrator: Literal["edgekit", "nncf"] = "edgekit"
     epochs: int = Field(6, ge=1)
     lr: float = Field(3e-3, gt=0)
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.5, ge=0, le=1)
-    alpha_end: float | None = Field(None, ge=0, le=1)
-    patience: int = Field(0, ge=0)
     learn_scales: bool = False
-    feature_kd: list[str] | None = None
-    feature_weight: float = Field(1.0, ge=0)
-    attention_kd: float = Field(0.0, ge=0)
-    batch_size: int = Field(64, ge=1)
-    split: str = "0.7,0.1,0.2"
-    seed: int = 0
-    force: bool = False
-    resume: bool = False
 
     @field_validator("prune")
     @classmethod
@@ -57,32 +62,18 @@ class CompressConfig(BaseModel):
         return v
 
 
-class DistillConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DistillConfig(_Training):
     teacher: str
     student: str
     data: str
     out: Path
-    teacher_weights: str | None = None
     student_weights: str | None = None
     epochs: int = Field(10, ge=1)
     lr: float = Field(1e-3, gt=0)
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.5, ge=0, le=1)
-    alpha_end: float | None = Field(None, ge=0, le=1)
-    batch_size: int = Field(64, ge=1)
     accumulate: int = Field(1, ge=1)
-    patience: int = Field(0, ge=0)
-    feature_kd: list[str] | None = None
-    feature_weight: float = Field(1.0, ge=0)
-    attention_kd: float = Field(0.0, ge=0)
     curriculum: float | None = Field(None, gt=0, le=1)
     precision: Literal["fp32", "bf16"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    split: str = "0.7,0.1,0.2"
-    seed: int = 0
-    force: bool = False
-    resume: bool = False
 
 
 def make_config(**options) -> CompressConfig:

@@ -79,6 +79,20 @@ def trim_padding(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: (v[:, :longest] if v.ndim == 2 and v.shape[1] == mask.shape[1] else v) for k, v in inputs.items()}
 
 
+def tokenizer_folder(folder: Path) -> Path | None:
+    """`folder` when it holds a tokenizer.json (a text model's folder or artifact), else None."""
+    return folder if (Path(folder) / TOKENIZER_FILE).is_file() else None
+
+
+def copy_tokenizer(source: Path | None, folder: Path) -> None:
+    """A text model's tokenizer travels with it: the board app and `bench` tokenize with the same file."""
+    import shutil
+
+    for name in (TOKENIZER_FILE, "tokenizer_config.json"):
+        if source is not None and (source / name).is_file():
+            shutil.copy(source / name, folder / name)
+
+
 def load_tokenizer(folder: Path):
     from tokenizers import Tokenizer
 

@@ -87,6 +87,8 @@ def _load_onnx(path: Path) -> LoadedModel:
 def _load_hf(path: Path, weights: str | Path | None) -> LoadedModel:
     import transformers
 
+    from ..data.text import tokenizer_folder
+
     transformers.utils.logging.disable_progress_bar()
     if not (path / "config.json").is_file():
         raise ModelLoadError(
@@ -100,7 +102,7 @@ def _load_hf(path: Path, weights: str | Path | None) -> LoadedModel:
         model = cls.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, AttributeError, KeyError) as exc:
         raise ModelLoadError(f"cannot load transformers model from {path}: {_first_line(exc)}") from exc
-    return _hf_loaded(str(path), model, weights, path if (path / "tokenizer.json").is_file() else None)
+    return _hf_loaded(str(path), model, weights, tokenizer_folder(path))
 
 
 def _load_hf_config(path: Path, weights: str | Path | None) -> LoadedModel:
@@ -109,6 +111,8 @@ def _load_hf_config(path: Path, weights: str | Path | None) -> LoadedModel:
 
     import torch
     import transformers
+
+    from ..data.text import tokenizer_folder
 
     torch.manual_seed(0)  # a fresh model is the same model on every run
     try:
@@ -119,8 +123,7 @@ def _load_hf_config(path: Path, weights: str | Path | None) -> LoadedModel:
     except (ValueError, AttributeError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"cannot build a transformers model from {path}: {_first_line(exc)}; give a "
                              "config.json with model_type and architectures") from exc
-    tokenizer = path.parent if (path.parent / "tokenizer.json").is_file() else None
-    return _hf_loaded(str(path), model, weights, tokenizer)
+    return _hf_loaded(str(path), model, weights, tokenizer_folder(path.parent))
 
 
 def _hf_loaded(spec: str, model, weights, tokenizer: Path | None) -> LoadedModel:

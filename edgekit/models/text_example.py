@@ -1,4 +1,4 @@
-"""The built-in text example: a BERT teacher and a BERT-tiny-sized student for `example:sentiment`.
+"""The built-in text example: a 3-layer BERT teacher and a 2-layer student for `example:sentiment`.
 
 Both are built from configs (no hub). The teacher and its WordPiece tokenizer (trained with the
 `tokenizers` library on the task's training sentences) are made on first use and cached as a
