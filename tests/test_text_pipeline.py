@@ -139,7 +139,9 @@ def test_gradient_accumulation_follows_the_bigger_batch(distilled, task):
     distill(**warm, out=task / "halves", batch_size=16, accumulate=2)
     curves = [json.loads((task / name / "history.json").read_text()) for name in ("whole", "halves")]
     for a, b in zip(*curves):
-        assert b["total"] == pytest.approx(a["total"], rel=1e-3)
+        # each half-batch is cut to its own longest sentence, so the matmuls differ in shape and rounding
+        # (1e-3 here, 2e-3 on the CI host); the weights below are the stricter check
+        assert b["total"] == pytest.approx(a["total"], rel=1e-2)
     start, whole_w, halves_w = (load_file(str(task / name / "student.safetensors"))
                                 for name in ("distilled", "whole", "halves"))
     assert _distance(whole_w, halves_w) < 0.05 * _distance(whole_w, start)
