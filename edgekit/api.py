@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, OutputExistsError
 from .recipe import make_config
 
 
@@ -32,16 +30,6 @@ def compress(model: Any = None, data: Any = None, **options: Any) -> dict[str, A
     if data is not None:
         options["data"] = str(data)
     return run_compress(make_config(**options))
-
-
-def check_out_dir(out: Path, force: bool, resume: bool) -> None:
-    """Refuse to touch a user's existing folder unless told to (--force or --resume)."""
-    if out.exists() and not (force or resume):
-        raise OutputExistsError(f"output folder {out} exists; pass --force to replace it or --resume to continue")
-    if out.exists() and out.is_file():
-        raise InputError(f"--out {out} is a file; give a folder path")
-    if out.exists() and force and not resume:
-        shutil.rmtree(out)
 
 
 def bench(folder: str | Path, data: str, baseline: str | None = None, runs: int | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import StageError
 from .fsutil import write_json
 
 Format = Literal["torch", "onnx", "onnx-qdq", "onnx-dynamic", "ort", "tensorrt"]
@@ -48,11 +49,29 @@ class Artifact(BaseModel):
         return role in self.files
 
     def save(self, folder: Path) -> None:
-        write_json(Path(folder) / RECORD, json.loads(self.model_dump_json()))
+        """The record names its folder by its own name only, so a copied or moved OUT resumes from itself."""
+        record = json.loads(self.model_dump_json())
+        record["folder"] = Path(self.folder).name
+        write_json(Path(folder) / RECORD, record)
 
     @classmethod
     def load(cls, folder: Path) -> "Artifact":
-        return cls.model_validate_json((Path(folder) / RECORD).read_text())
+        """Read a stage record and point it at the folder it was read from; refuse one written for another."""
+        folder = Path(folder)
+        try:
+            artifact = cls.model_validate_json((folder / RECORD).read_text())
+        except (OSError, ValueError) as exc:
+            raise StageError(f"{folder / RECORD} is unreadable or corrupt; "
+                             "delete that stage folder or rerun without --resume") from exc
+        own = artifact.history[-1].folder if artifact.history else artifact.folder
+        if Path(artifact.folder).is_absolute() or artifact.folder != folder.name or own != folder.name:
+            raise StageError(f"{folder / RECORD} was written for another folder ({artifact.folder}); "
+                             "delete that stage folder or rerun without --resume")
+        bad = [name for name in artifact.files.values() if Path(name).is_absolute() or ".." in Path(name).parts]
+        if bad:
+            raise StageError(f"{folder / RECORD} names files outside its folder ({bad[0]}); "
+                             "delete that stage folder or rerun without --resume")
+        return artifact.model_copy(update={"folder": str(folder)})
 
     def derive(self, folder: Path, fmt: Format, files: dict[str, str], **changes: Any) -> "Artifact":
         """A new artifact in `folder` that keeps this one's source and history."""

@@ -14,11 +14,10 @@ import io
 import json
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path, PurePosixPath
 
 from .errors import InputError, OutputExistsError
-from .fsutil import sha256_file
+from .fsutil import json_text, scratch_dir, sha256_file
 from .manifest import MANIFEST
 
 BUNDLE_FORMAT = "edgekit-bundle/1"
@@ -38,7 +37,7 @@ def pack(folder: Path, output: Path | None = None, force: bool = False) -> dict:
     output = Path(output) if output else folder.parent / f"{folder.name}.tar.gz"
     if output.exists() and not force:
         raise OutputExistsError(f"{output} exists; pass --force to replace it or choose --output")
-    with tempfile.TemporaryDirectory(prefix="edgekit-pack-") as tmp:
+    with scratch_dir("pack") as tmp:
         root = Path(tmp) / folder.name
         root.mkdir()
         for name in manifest["files"]:
@@ -49,7 +48,7 @@ def pack(folder: Path, output: Path | None = None, force: bool = False) -> dict:
                            "files": {p.relative_to(root).as_posix(): {"sha256": sha256_file(p),
                                                                       "bytes": p.stat().st_size}
                                      for p in files}}
-        (root / MANIFEST).write_text(json.dumps(bundle_manifest, indent=2, sort_keys=True) + "\n")
+        (root / MANIFEST).write_text(json_text(bundle_manifest))
         partial = output.with_name(f".{output.name}.partial")
         output.parent.mkdir(parents=True, exist_ok=True)
         _write_tar(root, partial)
@@ -64,17 +63,40 @@ def _artifact_manifest(folder: Path) -> dict:
     if not path.is_file():
         raise InputError(f"{folder} has no {MANIFEST}; pass the OUT/<target> folder that edgekit compress wrote")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not valid JSON; re-run edgekit compress") from exc
-    for name, entry in manifest.get("files", {}).items():
-        if not (folder / name).is_file():
+    _check_manifest_shape(path, manifest, InputError)
+    for name, entry in manifest["files"].items():
+        if not _plain_name(name):
+            raise InputError(f"{path} lists {name!r}, which is not a file name inside {folder}; re-run edgekit compress")
+        if not (folder / name).is_file() or (folder / name).is_symlink():
             raise InputError(f"{folder / name} is listed in {MANIFEST} but missing; re-run edgekit compress")
         if sha256_file(folder / name) != entry["sha256"]:
             raise InputError(f"{folder / name} changed since edgekit compress wrote it; re-run edgekit compress")
-    if "reference.npz" not in manifest.get("files", {}):
+    if "reference.npz" not in manifest["files"]:
         raise InputError(f"{folder} has no reference.npz (made by an older edgekit); re-run edgekit compress")
     return manifest
+
+
+def _plain_name(name: str) -> bool:
+    """A name of a file directly in the artifact folder: no folders, no '..', nothing absolute."""
+    path = PurePosixPath(name)
+    return len(path.parts) == 1 and name not in (".", "..") and "\\" not in name and not path.is_absolute()
+
+
+def _check_manifest_shape(where, manifest, error: type[Exception]) -> None:
+    """A manifest must be an object with `files` ({name: {sha256, ...}}) and `target` ({name, runtime})."""
+    problem = None
+    if not isinstance(manifest, dict):
+        problem = f"is a {type(manifest).__name__}, not an object"
+    elif not isinstance(manifest.get("files"), dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in manifest["files"].values()):
+        problem = "lacks `files` with a sha256 for each file"
+    elif not isinstance(manifest.get("target"), dict) or not isinstance(manifest["target"].get("name"), str):
+        problem = "lacks `target` with its name"
+    if problem:
+        raise error(f"{where}: {MANIFEST} {problem}; pack the artifact again with edgekit pack")
 
 
 def _write_tar(root: Path, path: Path) -> None:
@@ -97,25 +119,41 @@ def _write_tar(root: Path, path: Path) -> None:
 def verify(bundle: Path) -> dict:
     """Check every file's sha256 against manifest.json; refuse anything unlisted, missing or unsafe."""
     bundle = Path(bundle)
+    if bundle.is_dir():
+        raise InputError(f"{bundle} is a folder; pass the .tar.gz that edgekit pack wrote "
+                         f"(make one with `edgekit pack {bundle}`)")
     if not bundle.is_file():
         raise InputError(f"{bundle} does not exist; pass the .tar.gz that edgekit pack wrote")
     try:
         with tarfile.open(bundle, "r:gz") as tar:
-            members = {m.name: m for m in tar.getmembers()}
+            listed = tar.getmembers()
+            members = {m.name: m for m in listed}
+            if len(members) != len(listed):
+                twice = next(m.name for i, m in enumerate(listed) if m.name in {n.name for n in listed[:i]})
+                raise BundleError(f"{bundle}: {twice!r} appears twice (tar would unpack the last copy, which is "
+                                  "not the one checked); do not use it, pack it again")
             top = _check_members(bundle, members.values())
             manifest = _read_manifest(bundle, tar, members, top)
             found = {name[len(top) + 1:]: m for name, m in members.items() if m.isfile()}
-            found.pop(MANIFEST)
+            found.pop(MANIFEST, None)
             _check_listing(bundle, manifest, found)
             for name, entry in manifest["files"].items():
-                digest = hashlib.sha256(tar.extractfile(found[name]).read()).hexdigest()
-                if digest != entry["sha256"]:
+                if _member_sha256(tar, found[name]) != entry["sha256"]:
                     raise BundleError(f"{bundle}: {name} does not match its sha256 in {MANIFEST}; "
                                       "the bundle was changed after packing: do not use it, pack it again")
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
         raise BundleError(f"{bundle} is not a readable .tar.gz ({exc}); pack it again") from exc
     return {"bundle": str(bundle), "files": len(manifest["files"]) + 1, "target": manifest["target"]["name"],
             "runtime": manifest["target"]["runtime"], "sha256": sha256_file(bundle), "ok": True}
+
+
+def _member_sha256(tar, member) -> str:
+    """Hash a member in 1 MiB chunks: a bundle may hold large files (or a crafted one, a huge zero file)."""
+    digest = hashlib.sha256()
+    handle = tar.extractfile(member)
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _check_members(bundle: Path, members) -> str:
@@ -133,14 +171,17 @@ def _check_members(bundle: Path, members) -> str:
 
 def _read_manifest(bundle: Path, tar, members: dict, top: str) -> dict:
     member = members.get(f"{top}/{MANIFEST}")
-    if member is None:
+    if member is None or not member.isfile():
         raise BundleError(f"{bundle} has no {top}/{MANIFEST}; it is not an edgekit bundle")
     try:
         manifest = json.load(io.TextIOWrapper(tar.extractfile(member), encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{bundle}: {MANIFEST} is not valid JSON; pack it again") from exc
+    _check_manifest_shape(bundle, manifest, BundleError)
     if manifest.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{bundle}: {MANIFEST} format is {manifest.get('format')!r}, not {BUNDLE_FORMAT}")
+    if not isinstance(manifest["target"].get("runtime"), str):
+        raise BundleError(f"{bundle}: {MANIFEST} lacks the target's runtime; pack the artifact again with edgekit pack")
     return manifest
 
 

@@ -17,6 +17,7 @@ from .data.splits import parse_fractions
 from .errors import BudgetExceededError, DataError, InputError
 from .fsutil import atomic_dir
 from .manifest import write_manifest
+from .outdir import claimed_output, input_paths
 from .models import load_model
 from .pipeline import Context, run_stages
 from .recipe import CompressConfig, load_layer_ratios
@@ -24,6 +25,7 @@ from .reference import REFERENCE, write_reference
 from .report import build_report, write_report
 from .stages.fidelity import check_teacher_fits, drop_unit, fidelity_drop
 from .target import load_target
+from .fsutil import scratch_dir
 
 
 def run_compress(cfg: CompressConfig) -> dict[str, Any]:
@@ -39,8 +41,6 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
 
 
 def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
-    from .api import check_out_dir
-
     target = load_target(cfg.target)
     if target.runtime == "tensorrt" and cfg.quant == "dynamic":
         raise InputError(f"{target.name} runs TensorRT, which has no dynamic INT8; use --quant static or qad")
@@ -55,28 +55,27 @@ def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     stages = build_stages(cfg, target, student.is_onnx)
     if not runtime.main:
         return _follow(stages, target, splits, teacher, cfg, student, runtime.rank)
-    check_out_dir(cfg.out, cfg.force, cfg.resume)
-    work = cfg.out / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    ctx = Context(target=target, splits=splits, seed=cfg.seed, work=work, teacher=teacher)
-    if student.is_onnx:
-        ctx.cache["reference_eval"] = reference
-    artifact = _initial_artifact(student)
-    final = run_stages(stages, ctx, artifact, work, resume=cfg.resume)
-    check_budget(cfg, final, work)
-    return publish(cfg, target, final, ctx, student)
+    with claimed_output(cfg.out, cfg.force, cfg.resume, input_paths(cfg)):
+        work = cfg.out / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        ctx = Context(target=target, splits=splits, seed=cfg.seed, work=work, teacher=teacher)
+        if student.is_onnx:
+            ctx.cache["reference_eval"] = reference
+        artifact = _initial_artifact(student)
+        final = run_stages(stages, ctx, artifact, work, resume=cfg.resume)
+        check_budget(cfg, final, work)
+        return publish(cfg, target, final, ctx, student)
+
 
 
 def _follow(stages: list, target, splits, teacher, cfg: CompressConfig, student, rank: int) -> dict[str, Any]:
     """A torchrun process other than 0: the same stages up to the last one that trains, in a scratch folder,
     so every DDP step has its partner; nothing is written to OUT."""
-    import tempfile
-
     from .stages.prune import PruneStage
     from .stages.qad import QadStage
 
     last = max((i for i, s in enumerate(stages) if isinstance(s, (PruneStage, QadStage))), default=-1)
-    with tempfile.TemporaryDirectory(prefix="edgekit-rank-") as scratch:
+    with scratch_dir("rank") as scratch:
         ctx = Context(target=target, splits=splits, seed=cfg.seed, work=Path(scratch), teacher=teacher)
         run_stages(stages[:last + 1], ctx, _initial_artifact(student), Path(scratch))
     return {"rank": rank}

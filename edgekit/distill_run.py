@@ -12,6 +12,7 @@ student is also written as a folder, OUT/student/, with the tokenizer it was tra
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from . import distributed
 from .data import load_for, make_splits
 from .data.splits import parse_fractions
 from .errors import InputError
+from .outdir import claimed_output, input_paths
 from .fsutil import write_json
 from .metrics import accuracy, count_params, mean_cosine, top1_agreement
 from .models import load_model
@@ -43,8 +45,6 @@ def run_distill(cfg: DistillConfig) -> dict[str, Any]:
 
 
 def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
-    from .api import check_out_dir
-
     teacher = load_model(cfg.teacher, cfg.teacher_weights)
     student = load_model(cfg.student, cfg.student_weights)
     if teacher.is_onnx or student.is_onnx:
@@ -56,10 +56,16 @@ def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     check_teacher_fits(teacher.module, student.module, splits, names)
     aux = build_aux_losses(cfg.feature_kd, cfg.feature_weight, cfg.attention_kd)
     check_aux_losses(aux, student.module, teacher.module, example_inputs(splits, names))
-    if runtime.main:
-        check_out_dir(cfg.out, cfg.force, cfg.resume)
-        (cfg.out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    distributed.barrier()  # the others wait for the output check, then read the same checkpoints
+    claim = claimed_output(cfg.out, cfg.force, cfg.resume, input_paths(cfg), "distill") if runtime.main else nullcontext()
+    with claim:
+        if runtime.main:
+            (cfg.out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        distributed.barrier()  # the others wait for the output check, then read the same checkpoints
+        return _train(cfg, runtime, teacher, student, splits, aux)
+
+
+def _train(cfg: DistillConfig, runtime: distributed.Runtime, teacher, student, splits, aux) -> dict[str, Any]:
+    names = student.input_names
     ckpt = cfg.out / "checkpoints"
     history, resume = _restore(cfg, student.module, ckpt)
     validate = agreement_scorer(student.module, teacher.module, splits.calib, names)

@@ -4,12 +4,50 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+
+SCRATCH_PREFIX = "edgekit-"
+
+
+@contextmanager
+def scratch_dir(purpose: str, base: str | None = None) -> Iterator[str]:
+    """A temporary folder named after this process (`edgekit-<pid>-<purpose>-*`, the pid zero-padded so
+    the path length never varies), removed on exit.
+
+    A run killed with SIGKILL cannot clean up; the pid in the name lets the next run sweep what it left.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid():07d}-{purpose}-", dir=base) as tmp:
+        yield tmp
+
+
+def sweep_scratch() -> None:
+    """Remove scratch folders of edgekit processes that no longer run."""
+    for base in {tempfile.gettempdir(), "/tmp"}:
+        try:
+            entries = list(Path(base).glob(f"{SCRATCH_PREFIX}*-*"))
+        except OSError:
+            continue
+        for entry in entries:
+            pid = entry.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+            if pid.isdigit() and entry.is_dir() and not entry.is_symlink() and not _pid_alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def sha256_file(path: Path) -> str:
@@ -32,10 +70,26 @@ def sha256_tree(path: Path) -> str:
     return digest.hexdigest()
 
 
+def json_text(data: Any) -> str:
+    """Sorted keys so equal data gives equal bytes; NaN and infinities become null (bare NaN is not JSON)."""
+    return json.dumps(finite_or_none(data), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+
+
+def finite_or_none(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_or_none(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_none(v) for v in data]
+    if hasattr(data, "item") and getattr(data, "ndim", None) == 0:  # numpy scalars
+        return finite_or_none(data.item())
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically with sorted keys so equal data gives equal bytes."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    write_text(path, text)
+    """Write JSON atomically (see json_text)."""
+    write_text(path, json_text(data))
 
 
 def write_text(path: Path, text: str) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
 from .metrics import onnx_params_and_macs
+from .fsutil import scratch_dir
 
 
 def run_inspect(spec: str, weights: str | None, data: str | None,
@@ -19,7 +19,7 @@ def run_inspect(spec: str, weights: str | None, data: str | None,
         params, macs = onnx_params_and_macs(model.onnx_path)
         return {"model": spec, "format": "onnx", "params": params, "macs": macs, "inputs": model.input_names}
     example = _example(model, data, input_shape)
-    with tempfile.TemporaryDirectory(prefix="edgekit-inspect-") as tmp:
+    with scratch_dir("inspect") as tmp:
         from .onnx_export import export_onnx
 
         path = export_onnx(model.module, example, model.input_names, Path(tmp) / "m.onnx")

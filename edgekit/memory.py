@@ -67,7 +67,7 @@ def to_sample_set(data, source: str):
             labels.append(_np(y).reshape(-1))
     if not inputs:
         raise DataError("the data given to edgekit.compress holds no batches")
-    arrays = _as_float32({k: np.concatenate(v) for k, v in inputs.items()})
+    arrays = _as_float32({k: np.concatenate(v) for k, v in inputs.items()}, "the data given to edgekit.compress")
     y = np.concatenate(labels).astype(np.int64) if labels else None
     return SampleSet(source=source, arrays=arrays, labels=y)
 

@@ -38,9 +38,13 @@ class Context:
 
 
 def stage_key(stage: Stage, artifact: Artifact) -> str:
-    """Hash of the stage settings and its input record: a changed input reruns the stage."""
+    """Hash of the stage settings and its input record: a changed input reruns the stage.
+
+    The input's folder enters by name only, so an OUT folder copied or moved elsewhere keeps its keys."""
+    record = artifact.model_dump(exclude={"history"})
+    record["folder"] = Path(artifact.folder).name
     payload = json.dumps({"stage": stage.name, "settings": stage.settings(),
-                          "input": artifact.model_dump(exclude={"history"}),
+                          "input": record,
                           "history": [h.key for h in artifact.history]}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError
-from .fsutil import atomic_dir, write_json
+from .fsutil import scratch_dir, write_json
 
 
 def run_scan(model_spec: str, weights: str | None, data_spec: str, out: Path, target_spec: str, ratios_text: str,
              max_drop: float, eval_samples: int, protect: list[str] | None, seed: int, force: bool) -> dict[str, Any]:
     import torch
 
-    from .api import check_out_dir
+    from .outdir import check_output, claimed_output
     from .models import load_model
     from .pruning.scan import plot_scan, propose, scan
     from .target import load_target
@@ -29,18 +30,21 @@ def run_scan(model_spec: str, weights: str | None, data_spec: str, out: Path, ta
     order = np.random.default_rng(seed).permutation(len(data))
     evals = data.subset(order[:max(1, eval_samples)])
     recalib = data.subset(order[max(1, eval_samples):][:2048]) if len(data) > eval_samples else None
-    check_out_dir(out, force, resume=False)
+    check_output(out, force, False, [model_spec, weights, data_spec])
     inputs, _ = next(evals.batches(1))
     example = tuple(torch.from_numpy(inputs[n]) for n in model.input_names)
     result = scan(model.module, example, evals, model.input_names, ratios, target.round_to, protect,
                   recalib=recalib)
     result["proposal"] = propose(result, max_drop)
     result["max_drop"] = max_drop
-    with atomic_dir(out, replace=force) as tmp:
-        write_json(tmp / "scan.json", result)
-        write_json(tmp / "layer-ratios.json", result["proposal"])
-        plot_scan(result, tmp / "scan.png")
+    with claimed_output(out, force, False, [model_spec, weights, data_spec], "prune scan"), \
+            scratch_dir("scan-plot") as tmp:
+        plot_scan(result, Path(tmp) / "scan.png")
+        shutil.move(str(Path(tmp) / "scan.png"), str(out / "scan.png"))  # a rename on one file system
+        write_json(out / "layer-ratios.json", result["proposal"])
+        write_json(out / "scan.json", result)
     return result
+
 
 
 def _ratios(text: str) -> list[float]:

@@ -14,7 +14,9 @@ def read_mapping(path: Path, error: type[EdgekitError], what: str) -> dict:
     if not path.is_file():
         raise error(f"{what} {path} does not exist; check the path")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise error(f"{what} {path} is not valid YAML ({' '.join(str(exc).split())[:120]}); fix its syntax") from exc
     if not isinstance(raw, dict):

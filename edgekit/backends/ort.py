@@ -8,7 +8,6 @@ import logging
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 from ..data.ort_reader import SampleReader
 from ..data.samples import SampleSet
 from ..errors import MissingDependencyError, StageError
+from ..fsutil import scratch_dir
 
 CALIB_METHODS = ("minmax", "percentile", "entropy", "mse", "auto")
 INTEGER_KERNELS = ("QLinearConv", "QLinearAdd", "QLinearMatMul", "QGemm", "QLinearGlobalAveragePool",
@@ -161,7 +161,7 @@ def quantize_qdq(fp32: Path, out: Path, ranges: dict[str, list[float]], method: 
 
     activation, symmetric, quantize_bias = PRESETS[preset]
     op_types, attention_matmuls = transformer_placement(fp32)
-    with tempfile.TemporaryDirectory(prefix="edgekit-q-") as tmp:
+    with scratch_dir("q") as tmp:
         cache = Path(tmp) / "ranges.json"
         tensors = TensorsData(_method(method), {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
                                                 for k, (lo, hi) in ranges.items()})
@@ -228,7 +228,7 @@ def quantize_dynamic(fp32: Path, out: Path, feed: dict | None = None) -> dict:
     timed here and the faster is kept; without one, the fused graph is. The fused graph holds
     contrib ops without type information for the quantizer, hence DefaultTensorType=float.
     """
-    with tempfile.TemporaryDirectory(prefix="edgekit-dyn-") as tmp:
+    with scratch_dir("dyn") as tmp:
         fused = fuse_transformer(fp32, Path(tmp) / "fused.onnx")
         if fused is None:
             _quantize_dynamic(fp32, out)
@@ -287,7 +287,7 @@ def optimized_op_counts(path: Path) -> Counter:
     """Op types in the graph ORT actually runs (after its fusions), for placement checks."""
     import onnx
 
-    with tempfile.TemporaryDirectory(prefix="edgekit-opt-") as tmp:
+    with scratch_dir("opt") as tmp:
         opt = Path(tmp) / "optimized.onnx"
         rt = ort()
         opts = rt.SessionOptions()
@@ -309,16 +309,19 @@ def convert_to_ort(model: Path, out_dir: Path, platform: str = "amd64") -> tuple
     board's: `platform="arm"` allows int8 QDQ fusion (ORT does it on ARM, not on
     x86 without VNNI) and leaves out the x86-only NCHWc layout.
 
-    ORT's serializer orders some tables by a hash seeded from memory
-    addresses, so the conversion runs in a child process with address-space
-    randomization off: the same model then gives the same bytes.
+    ORT's serializer orders some tables by a hash seeded from memory addresses.
+    With address-space randomization off, those addresses still move with the
+    size of everything the child process holds: its environment, its argument
+    strings and the folder path it resolves. So the child runs with a fixed
+    environment, in a scratch folder of fixed-length path, on a fixed file name:
+    the same model then gives the same bytes from any folder and shell.
     """
-    with tempfile.TemporaryDirectory(prefix="edgekit-ort-") as tmp:
-        src = Path(tmp) / model.name
-        src.write_bytes(model.read_bytes())
-        cmd = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(tmp),
+    with scratch_dir("ort", _fixed_scratch_base()) as tmp:
+        (Path(tmp) / "model.onnx").write_bytes(model.read_bytes())
+        cmd = [sys.executable, "-I", "-m", "onnxruntime.tools.convert_onnx_models_to_ort", ".",
                "--optimization_style", "Fixed", "--target_platform", platform]
-        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_no_aslr, timeout=1800)
+        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_no_aslr, timeout=1800,
+                              cwd=tmp, env=FIXED_CHILD_ENV)
         ort_files = list(Path(tmp).glob("*.ort"))
         configs = list(Path(tmp).glob("*.config"))
         if proc.returncode != 0 or not ort_files or not configs:
@@ -330,6 +333,16 @@ def convert_to_ort(model: Path, out_dir: Path, platform: str = "amd64") -> tuple
         ort_dst.write_bytes(ort_files[0].read_bytes())
         cfg_dst.write_text(_strip_paths(configs[0].read_text()))
     return ort_dst, cfg_dst
+
+
+FIXED_CHILD_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "OMP_NUM_THREADS": "1"}
+
+
+def _fixed_scratch_base() -> str | None:
+    """/tmp where it exists (same path length whatever TMPDIR says), else the system temp folder."""
+    import os
+
+    return "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else None
 
 
 def _no_aslr() -> None:

@@ -37,15 +37,41 @@ def main() -> None:
 
 
 def _run() -> None:
-    """typer's standalone mode maps usage errors to exit 2; our errors propagate to run_guarded."""
-    import click
+    """Usage errors (a bad value, an unknown option or command, a missing argument) are one line and exit 2.
 
+    typer raises its own exception classes (vendored click in recent releases, the click package in older
+    ones); all derive from what `_usage_error_types` collects, so both are caught.
+    """
     try:
-        app(standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        code = app(standalone_mode=False, prog_name="edgekit")
+    except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Abort:
+    except typer.Abort:
         raise SystemExit(1) from None
+    except _usage_error_types() as exc:
+        raise SystemExit(_usage_error(exc)) from None
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
+
+
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    kinds: list[type[BaseException]] = []
+    if hasattr(typer, "TyperException"):
+        kinds.append(typer.TyperException)
+    try:
+        import click
+
+        kinds.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
+def _usage_error(exc) -> int:
+    import sys
+
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "edgekit"
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    sys.stderr.write(f"error: {message}; see `{where} --help`\n")
+    return getattr(exc, "exit_code", 2) or 2

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from ..fsutil import json_text
 from ..progress import set_quiet
 
 
@@ -16,7 +16,7 @@ def start(as_json: bool) -> None:
 
 
 def emit_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    print(json_text(data), end="")
 
 
 def summary_table(report: dict[str, Any], title: str) -> None:

@@ -19,7 +19,9 @@ def check(
     ssh_config: Annotated[Optional[Path], typer.Option(help="ssh client config to use (ssh -F).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Reachability, architecture, Python/onnxruntime/TensorRT versions and free disk of each board."""
+    """Reachability, architecture, Python/onnxruntime/TensorRT versions and free disk of each board.
+
+    Exits 1 when any board is unreachable, so scripts can wait on it."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ..errors import InputError
@@ -35,7 +37,13 @@ def check(
         rows = list(pool.map(lambda b: check_board(b, ssh_config), boards))
     if as_json:
         emit_json(rows)
-        return
+    else:
+        _print_table(rows)
+    if not all(r["reachable"] for r in rows):
+        raise typer.Exit(1)
+
+
+def _print_table(rows: list[dict]) -> None:
     table = Table(title="edgekit boards")
     for col in ("board", "reachable", "arch", "python", "onnxruntime", "tensorrt", "free MB"):
         table.add_column(col)

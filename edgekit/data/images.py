@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from ..errors import DataError
 from .readers import IMAGE_SUFFIXES, PREPROCESS_FILE, load_preprocess
@@ -23,6 +23,43 @@ class Preprocess(BaseModel):
     mode: str = "RGB"
     scale: float = 1 / 255
     input: str = "x"
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if min(v) < 1:
+            raise ValueError(f"must be two positive sizes [H, W], got {list(v)}")
+        return v
+
+    @field_validator("std")
+    @classmethod
+    def _std(cls, v: list[float]) -> list[float]:
+        if not v or any(not (s > 0 and np.isfinite(s)) for s in v):
+            raise ValueError(f"must be positive numbers (each channel is divided by it), got {v}")
+        return v
+
+    @field_validator("mean")
+    @classmethod
+    def _mean(cls, v: list[float]) -> list[float]:
+        if not v or any(not np.isfinite(m) for m in v):
+            raise ValueError(f"must be finite numbers, got {v}")
+        return v
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v: float) -> float:
+        if not (v > 0 and np.isfinite(v)):
+            raise ValueError(f"must be a positive number, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _channels(self) -> "Preprocess":
+        channels = 3 if self.mode == "RGB" else 1
+        for name in ("mean", "std"):
+            if len(getattr(self, name)) not in (1, channels):
+                raise ValueError(f"'{name}' has {len(getattr(self, name))} values but mode {self.mode} has "
+                                 f"{channels} channel(s); give 1 or {channels}")
+        return self
 
     @field_validator("layout")
     @classmethod
@@ -49,7 +86,10 @@ def read_image_folder(path: Path) -> SampleSet:
         pre = Preprocess(**load_preprocess(spec_file))
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise DataError(f"{spec_file}: '{'.'.join(map(str, err['loc']))}' {err['msg'].lower()}") from exc
+        where = f"'{'.'.join(map(str, err['loc']))}' " if err["loc"] else ""
+        raise DataError(f"{spec_file}: {where}{err['msg'].removeprefix('Value error, ')}; fix {PREPROCESS_FILE}") from exc
+    except TypeError as exc:
+        raise DataError(f"{spec_file} must be a mapping of settings (size, mean, std, ...); fix {PREPROCESS_FILE}") from exc
     files, labels, classes = _list_images(path)
     if not files:
         raise DataError(f"image folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")

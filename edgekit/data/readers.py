@@ -73,9 +73,11 @@ def _split_labels(arrays: dict[str, np.ndarray], source: str) -> tuple[dict, np.
     if not arrays:
         raise DataError(f"data {source} holds no input arrays; name them after the model inputs or `x`")
     if labels is not None:
-        if not np.issubdtype(labels.dtype, np.integer):
-            if not np.all(np.equal(np.mod(labels, 1), 0)):
-                raise DataError(f"labels `y` in {source} must be integer class indices")
+        if labels.dtype.kind not in "iubf":
+            raise DataError(f"labels `y` in {source} have dtype {labels.dtype}; give integer class indices "
+                            "(0..classes-1), not names or objects")
+        if labels.dtype.kind == "f" and not (np.all(np.isfinite(labels)) and np.all(np.mod(labels, 1) == 0)):
+            raise DataError(f"labels `y` in {source} must be integer class indices")
         labels = labels.astype(np.int64).reshape(-1)
     return arrays, labels
 
@@ -91,7 +93,7 @@ def _read_npz(path: Path) -> SampleSet:
         )
     if labels is not None and len(labels) != n:
         raise DataError(f"{path}: `y` has {len(labels)} labels for {n} samples; give one label per sample")
-    return SampleSet(source=str(path), arrays=_as_float32(arrays), labels=labels)
+    return SampleSet(source=str(path), arrays=_as_float32(arrays, str(path)), labels=labels)
 
 
 def _read_npz_folder(path: Path) -> SampleSet:
@@ -99,7 +101,7 @@ def _read_npz_folder(path: Path) -> SampleSet:
     files = sorted(path.glob("*.npz"))
     for file in files:
         arrays, label = _split_labels(_open_npz(file), str(file))
-        items.append(_as_float32(arrays))
+        items.append(_as_float32(arrays, str(file)))
         labels.append(None if label is None else int(label[0]))
     if any(lbl is None for lbl in labels) and not all(lbl is None for lbl in labels):
         raise DataError(f"some files in {path} have a `y` label and some not; label all or none")
@@ -110,17 +112,27 @@ def _read_npz_folder(path: Path) -> SampleSet:
     return SampleSet(source=str(path), items=items, labels=label_arr)
 
 
-def _as_float32(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _as_float32(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
     """Float inputs become float32 (what exported models take); integer ids stay int64."""
     out = {}
     for k, v in arrays.items():
         if np.issubdtype(v.dtype, np.floating):
-            out[k] = v.astype(np.float32)
+            out[k] = check_finite(v.astype(np.float32), k, source)
         elif np.issubdtype(v.dtype, np.integer) or v.dtype == bool:
             out[k] = v.astype(np.int64)
         else:
             raise DataError(f"array `{k}` has dtype {v.dtype}; use float or integer arrays")
     return out
+
+
+def check_finite(array: np.ndarray, name: str, source: str) -> np.ndarray:
+    """NaN or infinity in calibration data poisons every range and every metric: refuse it, saying where."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"array `{name}` in {source} holds {array[index]} at index {list(index)} "
+                        f"({int(bad.sum())} non-finite values); give finite numbers")
+    return array
 
 
 def load_preprocess(path: Path) -> dict:

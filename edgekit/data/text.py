@@ -133,7 +133,12 @@ def _max_length(folder: Path) -> int:
 
 
 def read_text_file(path: Path) -> TextSet:
-    rows = _read_jsonl(path) if path.suffix == ".jsonl" else _read_table(path)
+    try:
+        rows = _read_jsonl(path) if path.suffix == ".jsonl" else _read_table(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    except csv.Error as exc:
+        raise DataError(f"{path} is not a readable table ({exc}); write one row per line with a `text` column") from exc
     if not rows:
         raise DataError(f"{path} holds no rows; give one sentence per line")
     if any("text" not in r or not isinstance(r["text"], str) for r in rows):

@@ -8,7 +8,6 @@ target runtime, so the proposal is driven by measured latency, not MACs.
 from __future__ import annotations
 
 import copy
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from ..onnx_export import export_onnx
 from ..progress import console
 from ..stages.fidelity import fidelity_drop
 from .policy import PRUNABLE, default_protected, ignored_layers
+from ..fsutil import scratch_dir
 
 
 def prunable_roots(model: nn.Module, example: tuple[torch.Tensor, ...], protect: list[str] | None) -> list[str]:
@@ -72,7 +72,7 @@ def measure(model, example, input_names, evals, reference, runs: int) -> dict[st
     from ..stages.fidelity import torch_outputs
 
     outputs = torch_outputs(model, evals, input_names)
-    with tempfile.TemporaryDirectory(prefix="edgekit-scan-") as tmp:
+    with scratch_dir("scan") as tmp:
         path = export_onnx(model, example, input_names, Path(tmp) / "m.onnx")
         _, macs = onnx_params_and_macs(path, {n: tuple(t.shape) for n, t in zip(input_names, example)})
         sess = ort_backend.session(path, threads=1)

@@ -9,11 +9,11 @@ the calibration split (never the evaluation split the report measures).
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from ..backends import ort as ort_backend
 from ..metrics import mean_cosine, top1_agreement
+from ..fsutil import scratch_dir
 
 METHODS = ("minmax", "percentile", "entropy", "mse")
 
@@ -24,7 +24,7 @@ def choose_ranges(fp32: Path, samples, names: list[str], preset: str, work: Path
     candidates = ort_backend.calibrate_methods(fp32, samples, names, METHODS, work, report)
     reference = ort_backend.run_model(fp32, samples, names)
     scores = {}
-    with tempfile.TemporaryDirectory(prefix="edgekit-auto-") as tmp:
+    with scratch_dir("auto") as tmp:
         for method, ranges in candidates.items():
             path = ort_backend.quantize_qdq(fp32, Path(tmp) / f"{method}.onnx", ranges, method, preset=preset)
             outputs = ort_backend.run_model(path, samples, names)

@@ -8,11 +8,11 @@ order, doubling the count, until the fidelity budget holds.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from ..fsutil import scratch_dir
 
 
 def node_sensitivity(fp32: Path, qdq: Path, samples, names: list[str], limit: int = 32) -> list[tuple[str, float]]:
@@ -57,7 +57,7 @@ def _tensor_values(path: Path, tensors: list[str], samples, names: list[str], li
     existing = {o.name for o in model.graph.output}
     model.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None)
                               for t in tensors if t in present and t not in existing)
-    with tempfile.TemporaryDirectory(prefix="edgekit-sens-") as tmp:
+    with scratch_dir("sens") as tmp:
         augmented = Path(tmp) / "augmented.onnx"
         onnx.save(model, str(augmented))
         sess = ort_backend.session(augmented)

@@ -41,11 +41,20 @@ def load_inventory(path: Path | None) -> dict[str, Board]:
     elif not Path(path).is_file():
         raise InputError(f"inventory {path} does not exist; check the path to boards.toml")
     try:
-        raw = tomllib.loads(Path(path).read_text())
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"inventory {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"inventory {path} is not valid TOML ({exc}); fix the file") from exc
+    table = raw.get("boards", {})
+    if not isinstance(table, dict):
+        raise InputError(f"inventory {path}: 'boards' must be a table of boards ([boards.NAME] sections), "
+                         f"not {type(table).__name__}; see `edgekit boards check --help`")
     boards = {}
-    for name, entry in raw.get("boards", {}).items():
+    for name, entry in table.items():
+        if not isinstance(entry, dict):
+            raise InputError(f"inventory {path}: board '{name}' must be a [boards.{name}] table with host = ...; "
+                             "fix that entry")
         try:
             boards[name] = Board(name=name, **BoardEntry(**entry).model_dump())
         except (ValidationError, TypeError) as exc:

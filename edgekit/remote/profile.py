@@ -9,10 +9,10 @@ written locally until the result is back, so a failure leaves local state as it 
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from .ssh import SSH, Board, BoardError, last_line
+from ..fsutil import scratch_dir
 
 # $1 work dir, $2 python, $3 runner, $4 timed runs, $5 seconds. Exit codes 90-94 name the step that
 # failed. The runner is bounded by `timeout` and watched: if sshd goes away (the client timed out or the
@@ -54,7 +54,7 @@ def profile(bundle: Path, board: Board, ssh_config: Path | None = None, runs: in
     """Run `bundle` (a .tar.gz or an OUT/<target> folder) on `board`; the runner's JSON plus where it ran."""
     from ..bundle import pack, verify
 
-    with tempfile.TemporaryDirectory(prefix="edgekit-profile-") as tmp:
+    with scratch_dir("profile") as tmp:
         if Path(bundle).is_dir():
             bundle = Path(pack(bundle, Path(tmp) / f"{Path(bundle).name}.tar.gz")["bundle"])
         checked = verify(bundle)

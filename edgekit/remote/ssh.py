@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EdgekitError
+from ..errors import EdgekitError, InputError
 
 SSH_FAILED = 255
 
@@ -32,9 +32,22 @@ class Board:
     workdir: str = "/tmp"
     python: str = "python3"
 
+    def __post_init__(self) -> None:
+        check_address(self.host, "host", self.name)
+        if self.user is not None:
+            check_address(self.user, "user", self.name)
+
     @property
     def destination(self) -> str:
         return f"{self.user}@{self.host}" if self.user else self.host
+
+
+def check_address(value: str, part: str, board: str) -> None:
+    """A host or user that ssh could read as an option (`-oProxyCommand=...`) or split is refused."""
+    if not value or value.startswith("-") or any(c.isspace() or not c.isprintable() for c in value) \
+            or (part == "user" and "@" in value):
+        raise InputError(f"board {board}: the {part} {value!r} is not a plain name (it starts with '-', or holds "
+                         f"spaces or control characters); give the board's real {part}")
 
 
 @dataclass
@@ -52,14 +65,14 @@ class SSH:
         # BatchMode: never prompt (a password or an unknown host key fails instead of hanging);
         # keepalives turn a dropped connection into an error within ~15 s.
         cmd += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
-                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-T", self.board.destination]
+                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-T", "--", self.board.destination]
         return cmd
 
     def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> subprocess.CompletedProcess:
         """Run `argv` on the board (each word quoted); ssh failures become BoardError."""
         command = " ".join(shlex.quote(a) for a in argv)
         try:
-            done = subprocess.run([*self.args(), "--", command], input=stdin, capture_output=True,
+            done = subprocess.run([*self.args(), command], input=stdin, capture_output=True,
                                   timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             raise BoardError(f"board {self.board.name}: no answer within {timeout:.0f} s; check that it is "
@@ -75,7 +88,7 @@ def explain_ssh_failure(board: Board, stderr: str) -> str:
     where = f"board {board.name} ({board.destination}{':' + str(board.port) if board.port else ''})"
     if "remote host identification has changed" in text or ("host key for" in text and "has changed" in text):
         return (f"{where}: its host key has changed since it was recorded in known_hosts; if the board was "
-                "re-flashed, remove the old key with `ssh-keygen -R HOST`, otherwise do not connect")
+                f"re-flashed, remove the old key with `ssh-keygen -R {shlex.quote(board.host)}`, otherwise do not connect")
     if "host key verification failed" in text:
         return (f"{where}: its host key is not in known_hosts; connect once with `ssh` to check and record "
                 "it (edgekit never accepts unknown keys)")
@@ -89,7 +102,12 @@ def explain_ssh_failure(board: Board, stderr: str) -> str:
     if any(s in text for s in ("connection closed", "closed by remote host", "broken pipe", "connection reset",
                                "timeout, server")):
         return f"{where}: the connection dropped during the run ({last_line(stderr)}); check the link and retry"
-    return f"{where}: ssh failed: {last_line(stderr) or 'no message'}; try `ssh {board.destination}` by hand"
+    return f"{where}: ssh failed: {last_line(stderr) or 'no message'}; try `{_ssh_by_hand(board)}` by hand"
+
+
+def _ssh_by_hand(board: Board) -> str:
+    port = ["-p", str(board.port)] if board.port else []
+    return " ".join(shlex.quote(a) for a in ["ssh", *port, "--", board.destination])
 
 
 def last_line(text: str, skip: tuple[str, ...] = ("@", "EDGEKIT_")) -> str:

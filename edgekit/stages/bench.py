@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from ..backends import ort as ort_backend
 from ..errors import StageError
 from ..metrics import accuracy, mean_cosine, onnx_params_and_macs, top1_agreement
 from ..progress import console
+from ..fsutil import scratch_dir, write_json
 
 
 @dataclass
@@ -31,7 +31,7 @@ class BenchSettings:
 
 
 def latency(path: Path, feed: dict[str, np.ndarray], settings: BenchSettings) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
+    with scratch_dir("bench") as tmp:
         inputs = Path(tmp) / "inputs.npz"
         np.savez(inputs, **feed)
         cmd = [sys.executable, "-m", "edgekit.latency", str(path), str(inputs),
@@ -83,7 +83,7 @@ class BenchStage:
         for label, path in models.items():
             console.log(f"  measuring {label} ({path.name}) …")
             results[label] = measure_model(path, ctx.splits.eval, names, reference, self.settings_)
-        (out / "measurements.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        write_json(out / "measurements.json", results)
         brief = {f"{k}_p50_ms": v["latency_ms"]["p50"] for k, v in results.items()}
         return artifact.derive(out, "ort", {"measurements": "measurements.json"}), {**brief, "models": results}
 
