@@ -21,6 +21,7 @@ def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -
     label2id = {name: i for i, name in enumerate(manifest.get("labels") or [])} or None
     samples = load_for(data, names, tokenizer_folder(folder), label2id,
                        (manifest.get("preprocessing") or {}).get("max_length"))
+    _check_data_fits(folder / "model.onnx", samples, names, data)
     settings = BenchSettings(**manifest["target"]["bench"])
     if runs is not None:
         if runs < 1:
@@ -40,11 +41,38 @@ def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -
     return results
 
 
+def _check_data_fits(model: Path, samples, names: list[str], data: str) -> None:
+    """One sample through the model and the labels against its outputs, before anything is timed."""
+    from .backends import ort as ort_backend
+
+    inputs, _ = next(samples.batches(1))
+    try:
+        out = ort_backend.session(model).run(None, {n: inputs[n] for n in names})[0]
+    except Exception as exc:  # ORT raises its own types for wrong shapes and dtypes
+        shapes = {n: list(inputs[n].shape) for n in names}
+        raise InputError(f"data {data} (sample shapes {shapes}) does not fit {model}: "
+                         f"{' '.join(str(exc).split())[:160]}; give data shaped like the model input") from exc
+    labels = samples.labels
+    classes = out.shape[-1] if out.ndim else 1
+    if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise InputError(f"labels in {data} range {labels.min()}..{labels.max()} but the model has {classes} "
+                         f"outputs; labels must be class indices 0..{classes - 1}")
+
+
 def _read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     if not path.is_file():
         raise InputError(f"{folder} holds no {MANIFEST}; give an OUT/<target> folder written by `edgekit compress`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not valid JSON ({exc}); rerun `edgekit compress`") from exc
+    target = manifest.get("target") if isinstance(manifest, dict) else None
+    inputs = manifest.get("inputs") if isinstance(manifest, dict) else None
+    if not (isinstance(target, dict) and isinstance(target.get("bench"), dict) and isinstance(inputs, list)
+            and all(isinstance(i, dict) and isinstance(i.get("name"), str) for i in inputs)
+            and isinstance(manifest.get("baseline", ""), str)):
+        raise InputError(f"{path} lacks the inputs or target that `edgekit compress` writes; rerun `edgekit compress`")
+    if not (folder / "model.onnx").is_file():
+        raise InputError(f"{folder} has no model.onnx; give an OUT/<target> folder written by `edgekit compress`")
+    return manifest

@@ -97,7 +97,8 @@ def bundle_readme(manifest: dict) -> str:
 
 Files: {files}; `reference.npz` and `samples/` (a few real inputs and the host's outputs for them);
 `manifest.json` (sha256 of every file, tensors, preprocessing, labels, target, tool versions);
-`report.md` (what edgekit measured on the host); `apps/` (example apps).
+`apps/` (example apps). The bundle is byte-reproducible, so it holds no timings: what edgekit measured
+on the host is in `report.md` beside the artifact folder it was packed from.
 
 ## Tensors
 

@@ -48,6 +48,9 @@ def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     if student.is_onnx and (cfg.prune > 0 or cfg.layer_ratios or cfg.quant == "qad"):
         raise InputError(f"{cfg.model} is ONNX: pruning and QAD need a PyTorch model; "
                          "use --prune 0 with --quant static or dynamic")
+    if parse_fractions(cfg.split)[0] == 0 and (cfg.quant == "qad" or _prunes(cfg, student.is_onnx)):
+        raise InputError(f"--split {cfg.split} leaves no training samples, but QAD and pruning train; "
+                         "give a train fraction above 0, or use --quant static with --prune 0")
     splits = _splits(cfg, student)
     reference = check_model_fits(student, splits)
     teacher = _teacher(cfg, student, splits)

@@ -34,6 +34,7 @@ from .torch_artifact import example_inputs
 from .training import Resume, TrainConfig, build_aux_losses, check_aux_losses, distill, epoch_batches
 
 HISTORY, STUDENT, REPORT, STUDENT_FOLDER = "history.json", "student.safetensors", "report.json", "student"
+RUN = "run.json"
 
 
 def run_distill(cfg: DistillConfig) -> dict[str, Any]:
@@ -51,6 +52,8 @@ def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
         raise InputError("distill trains PyTorch models; give --teacher and --student as PyTorch specs, not .onnx")
     data = load_for(cfg.data, student.input_names, student.tokenizer or teacher.tokenizer,
                     student.label2id or teacher.label2id)
+    if parse_fractions(cfg.split)[0] == 0:
+        raise InputError(f"--split {cfg.split} leaves no training samples; give a train fraction above 0")
     splits = make_splits(data, parse_fractions(cfg.split), cfg.seed)
     names = student.input_names
     check_teacher_fits(teacher.module, student.module, splits, names)
@@ -60,6 +63,8 @@ def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     with claim:
         if runtime.main:
             (cfg.out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            if not (cfg.resume and (cfg.out / HISTORY).is_file()):
+                write_json(cfg.out / RUN, _run_settings(cfg))
         distributed.barrier()  # the others wait for the output check, then read the same checkpoints
         return _train(cfg, runtime, teacher, student, splits, aux)
 
@@ -127,17 +132,55 @@ def _batches(cfg: DistillConfig, teacher, train, names: list[str]):
 def _restore(cfg: DistillConfig, module: torch.nn.Module, ckpt: Path) -> tuple[list[dict], Resume | None]:
     """History, weights and training state of the last finished epoch when resuming; else a fresh start."""
     history_path = cfg.out / HISTORY
-    history = json.loads(history_path.read_text()) if cfg.resume and history_path.is_file() else []
+    history = _read_history(history_path) if cfg.resume and history_path.is_file() else []
     if not history:
         return [], None
+    _check_same_settings(cfg)
     last = len(history) - 1
     load_weights_into(module, ckpt / f"epoch-{last:03d}.safetensors")
     best = int(np.argmax([r["validation"] for r in history]))  # the first best, as distill keeps it
     from safetensors.torch import load_file
 
-    return history, Resume(state=torch.load(ckpt / f"epoch-{last:03d}.state.pt", weights_only=True),
-                           best_score=history[best]["validation"],
-                           best_state=load_file(str(ckpt / "best.safetensors")), since_best=last - best)
+    state_path = ckpt / f"epoch-{last:03d}.state.pt"
+    try:
+        state = torch.load(state_path, weights_only=True)
+        best_state = load_file(str(ckpt / "best.safetensors"))
+    except Exception as exc:  # torch and safetensors raise many types for damaged files
+        raise InputError(f"checkpoint {state_path.parent} is damaged ({' '.join(str(exc).split())[:120]}); "
+                         "start again with --force instead of --resume") from exc
+    return history, Resume(state=state, best_score=history[best]["validation"], best_state=best_state,
+                           since_best=last - best)
+
+
+def _read_history(path: Path) -> list[dict]:
+    try:
+        history = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is damaged ({exc}); start again with --force instead of --resume") from exc
+    if not isinstance(history, list) or not all(isinstance(r, dict) and isinstance(r.get("validation"), (int, float))
+                                                for r in history):
+        raise InputError(f"{path} is not a list of epoch records; start again with --force instead of --resume")
+    return history
+
+
+def _run_settings(cfg: DistillConfig) -> dict[str, Any]:
+    """What shapes the training, recorded at the start: a resumed run must use the same."""
+    return cfg.model_dump(mode="json", exclude={"out", "force", "resume", "device"})
+
+
+def _check_same_settings(cfg: DistillConfig) -> None:
+    path = cfg.out / RUN
+    try:
+        started = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is missing or damaged, so --resume cannot check the settings; "
+                         "start again with --force") from exc
+    now = _run_settings(cfg)
+    changed = sorted(k for k in set(started) | set(now) if started.get(k) != now.get(k))
+    if changed:
+        name = changed[0]
+        raise InputError(f"--resume with --{name.replace('_', '-')} {now.get(name)} but the run started with "
+                         f"{started.get(name)}; resume with the same settings, or start again with --force")
 
 
 def _save_transformers_folder(model, folder: Path, tokenizer: Path | None) -> bool:

@@ -1,4 +1,9 @@
-"""manifest.json: what an app developer needs (I/O, preprocessing, labels) and what reproduces it."""
+"""manifest.json: what an app developer needs (I/O, preprocessing, labels) and what reproduces it.
+
+The manifest and the files it lists are reproducible: the same inputs and settings give the same bytes
+from any folder. So it holds no paths (an input file is named by its file name and its sha256) and does
+not list the measurements (report.*), whose timings differ from run to run; those stay beside it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from typing import Any
 from .fsutil import sha256_file, write_json
 
 MANIFEST = "manifest.json"
+MEASUREMENTS = ("report.json", "report.md", "report.png")
+PATH_SETTINGS = ("model", "data", "weights", "teacher", "teacher_weights", "eval_data", "layer_ratios")
 PACKAGES = ("edgekit", "torch", "onnx", "onnxruntime", "torch-pruning", "numpy", "transformers")
 
 
@@ -39,7 +46,7 @@ def io_spec(onnx_path: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def write_manifest(folder: Path, cfg, target, compiled, ctx, student, baseline: Path) -> None:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in (MANIFEST, *MEASUREMENTS))
     data = ctx.splits.train
     manifest = {
         "format": "edgekit-artifact/1",
@@ -50,14 +57,29 @@ def write_manifest(folder: Path, cfg, target, compiled, ctx, student, baseline: 
         "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
         "baseline": os.path.relpath(baseline, folder),
         "inputs_hash": {
-            "model": student.spec,
+            "model": without_folders(student.spec),
             "weights_sha256": sha256_file(student.weights) if student.weights else None,
             "onnx_sha256": sha256_file(student.onnx_path) if student.is_onnx else None,
             "data": {name: getattr(ctx.splits, name).fingerprint() for name in ("train", "calib", "eval")},
         },
         "splits": ctx.splits.summary(),
-        "settings": cfg.model_dump(mode="json", exclude={"force", "resume"}),
+        "settings": recorded_settings(cfg),
         "versions": tool_versions(),
         "stages": [h.name for h in compiled.history],
     }
     write_json(folder / MANIFEST, manifest)
+
+
+def recorded_settings(cfg) -> dict[str, Any]:
+    """The settings that shaped the artifact, with input paths cut to their file names."""
+    settings = cfg.model_dump(mode="json", exclude={"force", "resume", "out"})
+    for name in PATH_SETTINGS:
+        if isinstance(settings.get(name), str):
+            settings[name] = without_folders(settings[name])
+    return settings
+
+
+def without_folders(spec: str) -> str:
+    """A file or folder path → its name; other specs (example:NAME, package.module:factory) as given."""
+    path = Path(spec)
+    return path.name if path.exists() else spec

@@ -184,5 +184,5 @@ def describe_os_error(exc: OSError) -> str:
     names = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
              errno.EACCES: "permission denied", errno.EPERM: "permission denied",
              errno.ENOTDIR: "a part of the path is a file", errno.EEXIST: "a file is in the way",
-             errno.EDQUOT: "disk quota exceeded"}
+             errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "a file grew past the size limit (file too large)"}
     return names.get(exc.errno, exc.strerror or str(exc))

@@ -89,21 +89,13 @@ def _on_board_section(boards: dict[str, Any]) -> list[str]:
 
 
 def fold_on_board(folder: Path, result: dict[str, Any]) -> None:
-    """Add one board's profile to OUT/<target>'s report (and the report's hashes in manifest.json)."""
+    """Add one board's profile to OUT/<target>'s report (measurements are not in manifest.json)."""
     import json
-
-    from .fsutil import sha256_file
-    from .manifest import MANIFEST
 
     report = json.loads((folder / "report.json").read_text())
     report.setdefault("on_board", {})[result["board"]] = {k: v for k, v in result.items() if k != "saved"}
     write_json(folder / "report.json", report)
     write_text(folder / "report.md", render_markdown(report))
-    manifest = json.loads((folder / MANIFEST).read_text())
-    for name in ("report.json", "report.md"):
-        if name in manifest["files"]:
-            manifest["files"][name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
-    write_json(folder / MANIFEST, manifest)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

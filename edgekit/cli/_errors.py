@@ -6,6 +6,7 @@ value): it unwinds through every `finally`, so temporary folders are removed, th
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -43,21 +44,41 @@ def run_guarded(app: Callable[[], object]) -> None:
     install_signal_handlers()
     try:
         app()
-    except EdgekitError as exc:
+    except Exception as exc:
         if debug_enabled():
+            raise
+        disk = disk_error(exc)
+        if disk is not None:
+            _fail(f"error: {disk}; free space or choose a writable folder, then rerun", 2)
+        if not isinstance(exc, EdgekitError):
             raise
         _fail(f"error: {exc}", exc.exit_code)
     except Interrupted as exc:
         _fail(f"interrupted by {exc}; {_kept_note()}", exc.exit_code)
     except KeyboardInterrupt:
         _fail(f"interrupted by SIGINT; {_kept_note()}", 130)
-    except OSError as exc:
-        if debug_enabled() or exc.errno is None:
-            raise
-        from ..outdir import describe_os_error
 
-        where = f" ({exc.filename})" if exc.filename else ""
-        _fail(f"error: {describe_os_error(exc)}{where}; free space or choose a writable folder, then rerun", 2)
+
+DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+DISK_TEXTS = {"no space left": errno.ENOSPC, "file too large": errno.EFBIG, "disk quota": errno.EDQUOT,
+              "read-only file system": errno.EROFS}
+
+
+def disk_error(exc: BaseException) -> str | None:
+    """A full, size-limited or read-only disk anywhere in the exception chain, however a library wrapped it."""
+    from ..outdir import describe_os_error
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            return describe_os_error(exc) + (f" writing {exc.filename}" if exc.filename else "")
+        text = str(exc).lower()
+        for needle, code in DISK_TEXTS.items():
+            if needle in text:
+                return describe_os_error(OSError(code, needle))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _kept_note() -> str:

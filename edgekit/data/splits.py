@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..progress import console
 from .samples import SampleSet
 
 
@@ -41,14 +42,19 @@ def make_splits(data: SampleSet, fractions: tuple[float, float, float], seed: in
     f_train, f_calib, f_eval = fractions
     if eval_data is not None:
         f_train, f_eval = f_train + f_eval, 0.0
-    n_calib = min(max(1, int(round(n * f_calib))), max_calib)
+    asked = max(1, int(round(n * f_calib)))
+    n_calib = min(asked, max_calib)
     n_eval = int(round(n * f_eval))
-    n_train = n - n_calib - n_eval
-    if n_train < 0 or (eval_data is None and n_eval < 1):
+    if n - asked - n_eval < 0 or (eval_data is None and n_eval < 1):
         raise InputError(
             f"data {data.source} has only {n} samples, too few for split {fractions}; give more data"
         )
+    rest = order[n_calib + n_eval:]
+    if asked > n_calib:
+        where = "go to training" if f_train > 0 else "are not used (the train fraction is 0)"
+        console.log(f"calibration uses {n_calib} of the {asked} samples its split asks for (a cap that bounds "
+                    f"its memory); the other {asked - n_calib} {where}")
     calib = data.subset(order[:n_calib])
     evals = eval_data if eval_data is not None else data.subset(order[n_calib:n_calib + n_eval])
-    train = data.subset(order[n_calib + n_eval:])
+    train = data.subset(rest if f_train > 0 else rest[:0])
     return Splits(train=train, calib=calib, eval=evals)

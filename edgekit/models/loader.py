@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,11 @@ def read_state_dict(path: str | Path) -> dict:
 
             return load_file(str(path))
         state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # what weights_only=True raises for anything but tensors
+        raise ModelLoadError(
+            f"weights file {path} holds pickled Python objects, which edgekit never loads (unpickling can run "
+            "code); save only the tensors: safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
+        ) from exc
     except Exception as exc:  # corrupt files raise many types
         raise ModelLoadError(
             f"weights file {path} is corrupt or not a tensor file ({_first_line(exc)}); "
