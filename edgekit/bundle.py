@@ -35,8 +35,10 @@ def pack(folder: Path, output: Path | None = None, force: bool = False) -> dict:
     folder = Path(folder)
     manifest = _artifact_manifest(folder)
     output = Path(output) if output else folder.parent / f"{folder.name}.tar.gz"
-    if output.exists() and not force:
-        raise OutputExistsError(f"{output} exists; pass --force to replace it or choose --output")
+    if output.exists() or output.is_symlink():
+        if not force:
+            raise OutputExistsError(f"{output} exists; pass --force to replace it or choose --output")
+        _check_replaceable_bundle(output)
     with scratch_dir("pack") as tmp:
         root = Path(tmp) / folder.name
         root.mkdir()
@@ -55,6 +57,21 @@ def pack(folder: Path, output: Path | None = None, force: bool = False) -> dict:
         partial.replace(output)
     return {"bundle": str(output), "sha256": sha256_file(output), "files": len(files) + 1,
             "target": manifest["target"]["name"]}
+
+
+def _check_replaceable_bundle(output: Path) -> None:
+    """--force replaces an earlier bundle only: never a folder, a symlink or a file edgekit did not pack."""
+    if output.is_symlink() or not output.is_file():
+        raise InputError(f"--force will not replace {output}: it is a folder or a symlink; choose another --output")
+    try:
+        with tarfile.open(output, "r:gz") as tar:
+            first = tar.next()
+            name = first.name if first is not None else ""
+            if tar.getmember(f"{name.split('/')[0]}/{MANIFEST}") is None:
+                raise KeyError(name)
+    except (tarfile.TarError, OSError, EOFError, KeyError):
+        raise InputError(f"--force will not replace {output}: it is not a bundle edgekit packed; "
+                         "remove it yourself or choose another --output") from None
 
 
 def _artifact_manifest(folder: Path) -> dict:

@@ -273,3 +273,13 @@ def test_calibration_cap_is_said(tmp_path, digits_npz, tiny_weights):
                      "--out", tmp_path / "o", "--quant", "static", "--split", "0.2,0.6,0.2", "--target", "x86-64")
     assert result.returncode == 0, result.stderr
     assert "calibration uses 512 of the" in " ".join(result.stderr.split())
+
+
+def test_pack_force_replaces_only_an_earlier_bundle(artifact, tmp_path):
+    notes = tmp_path / "notes.tar.gz"
+    notes.write_text("my notes")
+    _one_line_error(run_cli("pack", artifact, "--output", notes, "--force"), "not a bundle edgekit packed")
+    assert notes.read_text() == "my notes"
+    bundle = tmp_path / "b.tar.gz"
+    assert run_cli("pack", artifact, "--output", bundle).returncode == 0
+    assert run_cli("pack", artifact, "--output", bundle, "--force").returncode == 0

@@ -307,3 +307,26 @@ def test_boards_check_exits_1_when_a_board_is_unreachable(tmp_path):
     assert result.returncode == 1, result.stderr
     assert json.loads(result.stdout)[0]["reachable"] is False
 
+
+
+@pytest.mark.parametrize("limit", [2_000, 60_000], ids=["first-write", "onnx-export"])
+def test_a_full_disk_is_one_line_and_resume_completes(tmp_path, digits_npz, tiny_weights, limit):
+    """A file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails writes with EFBIG, as a full disk does with
+    ENOSPC; at 60 kB it hits the ONNX export, whose error once blamed "the model's ops"."""
+    import resource
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "out"
+    args = _args(tiny_weights, digits_npz, out, "--quant", "static", "--prune", "0.5")
+    full = subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=600,
+                          preexec_fn=limited)
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert _last_line(full.stderr).startswith("error: a file grew past the size limit")
+    assert "model's ops" not in full.stderr
+    assert not glob.glob(str(out / "work" / ".*.tmp")) and not (out / ".edgekit.lock").exists()
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "x86-64" / "model.ort").is_file()
