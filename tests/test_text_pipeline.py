@@ -187,8 +187,9 @@ def test_qad_under_torchrun_follows_one_process(distilled, task):
     curves = [next(s for s in r["stages"] if s["name"] == "qad")["metrics"]["loss_history"] for r in reports]
     assert len(curves[0]) == len(curves[1]) == 2 and all(r["attention"] > 0 for r in curves[0])
     for a, b in zip(*curves):
-        # range observers see process 0's half of each batch (DDP broadcasts its buffers), so the rounding
-        # differs a little from one process: the distill test above is the exact one
-        assert b["total"] == pytest.approx(a["total"], rel=3e-2)
+        # range observers reduce min/max over both processes' halves, so they see what one process sees;
+        # what is left is float summation order (the distill test above is the exact one)
+        assert b["total"] == pytest.approx(a["total"], rel=1e-2)
+        assert b["kd"] == pytest.approx(a["kd"], rel=5e-2)
     assert abs(reports[0]["final"]["accuracy"] - reports[1]["final"]["accuracy"]) <= 1.0
     assert sorted(p.name for p in task.glob("qad2*")) == ["qad2"]

@@ -80,8 +80,9 @@ class ActivationFakeQuant(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.observing:
             with torch.no_grad():
-                self.low.lerp_(x.min().clamp_max(0.0), self.momentum)
-                self.high.lerp_(x.max().clamp_min(0.0), self.momentum)
+                low, high = _global_extremes(x)
+                self.low.lerp_(low.clamp_max(0.0), self.momentum)
+                self.high.lerp_(high.clamp_min(0.0), self.momentum)
         if not self.enabled:
             return x
         scale, zero_point = self.qparams(x.numel() if self.learnable else 0)
@@ -102,6 +103,19 @@ class ActivationFakeQuant(nn.Module):
 
     def range(self) -> list[float]:
         return [float(self.low.detach()), float(self.high.detach())]
+
+
+def _global_extremes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's min and max; under torchrun over every process's slice, so the range each process
+    observes is the one a single process would see on the whole batch (not only process 0's half)."""
+    import torch.distributed as dist
+
+    low, high = x.min(), x.max()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        both = torch.stack([-low, high])
+        dist.all_reduce(both, op=dist.ReduceOp.MAX)
+        low, high = -both[0], both[1]
+    return low, high
 
 
 def _grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
