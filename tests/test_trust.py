@@ -23,6 +23,17 @@ TINY = "tiny_models:resnet_tiny"
 MODEL_FILES = ("model.onnx", "model.ort", "required_operators.config")
 
 
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory) -> Path:
+    """600 of the real digits: every run here is a whole compress or distill, so a smaller set keeps them quick."""
+    from conftest import digits_arrays
+
+    x, y = digits_arrays()
+    path = tmp_path_factory.mktemp("trust-data") / "digits600.npz"
+    np.savez(path, x=x[:600], y=y[:600])
+    return path
+
+
 def _args(tiny_weights, digits_npz, out, *extra) -> list[str]:
     return ["compress", "--model", TINY, "--weights", str(tiny_weights), "--data", str(digits_npz), "--out", str(out),
             "--target", "x86-64", *map(str, extra)]
@@ -120,7 +131,7 @@ def test_force_replaces_a_folder_edgekit_wrote(made, digits_npz, tiny_weights):
 # --- signals: exit 130 / 143, one line, nothing half-written, --resume gives the same bytes ---------------
 
 def test_sigint_in_qad_exits_130_cleans_up_and_resume_gives_the_same_model(tmp_path, digits_npz, tiny_weights):
-    settings = ("--quant", "qad", "--epochs", "12", "--prune", "0")
+    settings = ("--quant", "qad", "--epochs", "8", "--prune", "0")
     straight = _start(_args(tiny_weights, digits_npz, tmp_path / "straight", *settings))
     _wait_for(str(tmp_path / "straight" / ".edgekit.lock"), straight)
     second = run_cli(*_args(tiny_weights, digits_npz, tmp_path / "straight", "--force", *settings))
@@ -128,7 +139,7 @@ def test_sigint_in_qad_exits_130_cleans_up_and_resume_gives_the_same_model(tmp_p
 
     stopped = _start(_args(tiny_weights, digits_npz, tmp_path / "stopped", *settings))
     _wait_for(str(tmp_path / "stopped" / "work" / ".03-qad.*.tmp"), stopped)
-    time.sleep(0.3)
+    time.sleep(0.1)
     stopped.send_signal(signal.SIGINT)
     _, err = stopped.communicate(timeout=120)
     assert stopped.returncode == 130 and "Traceback" not in err, err
@@ -136,6 +147,7 @@ def test_sigint_in_qad_exits_130_cleans_up_and_resume_gives_the_same_model(tmp_p
     assert _leftovers(tmp_path / "stopped", stopped.pid) == []
     assert not (tmp_path / "stopped" / ".edgekit.lock").exists()
     assert (tmp_path / "stopped" / "work" / "02-calibrate" / "artifact.json").is_file()
+    assert not (tmp_path / "stopped" / "work" / "03-qad").exists()  # stopped inside QAD
 
     resumed = run_cli(*_args(tiny_weights, digits_npz, tmp_path / "stopped", "--resume", *settings))
     assert resumed.returncode == 0, resumed.stderr
@@ -146,7 +158,7 @@ def test_sigint_in_qad_exits_130_cleans_up_and_resume_gives_the_same_model(tmp_p
 
 def _distill_args(out: Path, digits_npz, tiny_weights, *extra) -> list[str]:
     return ["distill", "--teacher", TINY, "--teacher-weights", str(tiny_weights), "--student",
-            "tiny_models:resnet_tiny_student", "--data", str(digits_npz), "--out", str(out), "--epochs", "5",
+            "tiny_models:resnet_tiny_student", "--data", str(digits_npz), "--out", str(out), "--epochs", "6",
             "--lr", "3e-3", *map(str, extra)]
 
 
@@ -166,7 +178,7 @@ def test_sigterm_in_distill_exits_143_and_resume_ends_where_a_straight_run_does(
 
     changed = run_cli(*_distill_args(tmp_path / "stopped", digits_npz, tiny_weights, "--resume", "--lr", "0.01"))
     _one_line_error(changed, "--resume with --lr 0.01 but the run started with 0.003")
-    (tmp_path / "stopped" / "checkpoints" / "epoch-004.state.pt").write_bytes(b"\x00garbage")
+    (tmp_path / "stopped" / "checkpoints" / "epoch-005.state.pt").write_bytes(b"\x00garbage")
     _one_line_error(run_cli(*_distill_args(tmp_path / "stopped", digits_npz, tiny_weights, "--resume")), "is damaged")
     (tmp_path / "stopped" / "history.json").write_text("[{broken")
     _one_line_error(run_cli(*_distill_args(tmp_path / "stopped", digits_npz, tiny_weights, "--resume")), "is damaged")
