@@ -30,14 +30,37 @@ def claimed_output(out: Path, force: bool, resume: bool, inputs: Iterable[str | 
     """Check, lock and mark `out` for one run; with --force (and no --resume) empty it first."""
     out = Path(out)
     check_output(out, force, resume, inputs)
+    fresh = not out.exists()
     _create(out)
-    with _locked(out):
-        if force and not resume:
-            clear_output(out)
-        sweep_leftovers(out)
-        if not (out / MARKER).is_file():
-            write_json(out / MARKER, {"made_by": "edgekit", "command": command})
-        yield out
+    owned = False
+    try:
+        with _locked(out):
+            owned = True
+            if force and not resume:
+                clear_output(out)
+            sweep_leftovers(out)
+            if not (out / MARKER).is_file():
+                write_json(out / MARKER, {"made_by": "edgekit", "command": command})
+            yield out
+    except BaseException as exc:
+        # A folder this run made goes again when the run ends on bad input (nothing in it is worth keeping:
+        # the input must change) or before it finished any stage; otherwise finished stages stay for --resume.
+        if owned and fresh and (isinstance(exc, InputError) or holds_nothing_finished(out)):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def holds_nothing_finished(out: Path) -> bool:
+    """Only edgekit's marker, a distill run's settings and empty work/checkpoint folders: nothing that a
+    --resume could reuse."""
+    for child in out.iterdir():
+        if child.name in (MARKER, "run.json"):
+            continue
+        if child.name in ("work", "checkpoints") and child.is_dir() and not child.is_symlink() \
+                and not any(child.iterdir()):
+            continue
+        return False
+    return True
 
 
 def input_paths(cfg) -> list[str]:

@@ -22,6 +22,8 @@ def run_scan(model_spec: str, weights: str | None, data_spec: str, out: Path, ta
     from .target import load_target
 
     ratios = _ratios(ratios_text)
+    if eval_samples < 1:
+        raise InputError(f"--eval-samples {eval_samples} must be at least 1")
     target = load_target(target_spec)
     model = load_model(model_spec, weights)
     if model.is_onnx:

@@ -283,3 +283,34 @@ def test_pack_force_replaces_only_an_earlier_bundle(artifact, tmp_path):
     bundle = tmp_path / "b.tar.gz"
     assert run_cli("pack", artifact, "--output", bundle).returncode == 0
     assert run_cli("pack", artifact, "--output", bundle, "--force").returncode == 0
+
+
+OPTION_CASES = {
+    "factory needs arguments": (["--model", "os:system"], "give a factory that builds the model"),
+    "factory returns no module": (["--model", "os:getcwd"], "not a torch.nn.Module"),
+    "no evaluation split": (["--split", "1,0,0"], "leaves no evaluation samples"),
+    "unknown protected layer": (["--prune", "0.5", "--protect", "no.such.layer"], "--protect no.such.layer"),
+    "unknown layer in ratios": (["--layer-ratios", "{root}/ratios.json"], "layer ratio for model.nope"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTION_CASES))
+def test_compress_refuses_bad_options_and_leaves_no_folder(root, digits_npz, tiny_weights, case):
+    """Some of these are found only once a stage runs: the folder that run made is removed again."""
+    extra, expected = OPTION_CASES[case]
+    (root / "ratios.json").write_text('{"model.nope": 0.5}')
+    out = root / f"out-{case.replace(' ', '-')}"
+    model = [] if extra[0] == "--model" else ["--model", TINY, "--weights", tiny_weights]
+    result = run_cli("compress", *model, "--data", digits_npz, "--out", out, "--quant", "static",
+                     "--target", "x86-64", *[e.format(root=root) for e in extra])
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert lines[-1].startswith("error: ") and expected in lines[-1], result.stderr
+    assert not out.exists()
+
+
+def test_inspect_and_scan_refuse_empty_shapes_and_sample_counts(tiny_weights, digits_npz, tmp_path):
+    _one_line_error(run_cli("inspect", TINY, "--input-shape", "0,0"), "must be positive integers")
+    _one_line_error(run_cli("prune", "scan", "--model", TINY, "--weights", tiny_weights, "--data", digits_npz,
+                            "--out", tmp_path / "scan", "--eval-samples", "0"), "--eval-samples 0 must be at least 1")
+    assert not (tmp_path / "scan").exists()

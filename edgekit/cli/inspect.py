@@ -37,7 +37,10 @@ def command(
         try:
             shape = [int(v) for v in input_shape.split(",")]
         except ValueError:
-            raise InputError(f"--input-shape {input_shape} must be integers separated by commas, e.g. 1,3,224,224") from None
+            shape = []
+        if not shape or min(shape) < 1:
+            raise InputError(f"--input-shape {input_shape} must be positive integers separated by commas, "
+                             "e.g. 1,3,224,224")
     info = run_inspect(model, weights, data, shape)
     if as_json:
         emit_json(info)

@@ -45,6 +45,9 @@ def make_splits(data: SampleSet, fractions: tuple[float, float, float], seed: in
     asked = max(1, int(round(n * f_calib)))
     n_calib = min(asked, max_calib)
     n_eval = int(round(n * f_eval))
+    if eval_data is None and f_eval == 0:
+        raise InputError(f"--split {','.join(f'{f:g}' for f in fractions)} leaves no evaluation samples; give an "
+                         "eval fraction above 0, or --eval-data FILE")
     if n - asked - n_eval < 0 or (eval_data is None and n_eval < 1):
         raise InputError(
             f"data {data.source} has only {n} samples, too few for split {fractions}; give more data"

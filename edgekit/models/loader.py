@@ -146,6 +146,8 @@ def _label2id(model) -> dict[str, int] | None:
 
 
 def _load_factory(spec: str, weights: str | Path | None) -> LoadedModel:
+    from torch import nn
+
     from .wrappers import LogitsOnly, forward_input_names
 
     module_name, func_name = spec.split(":")
@@ -155,7 +157,14 @@ def _load_factory(spec: str, weights: str | Path | None) -> LoadedModel:
         raise ModelLoadError(
             f"cannot import {spec}: {_first_line(exc)}; check that the module is on PYTHONPATH"
         ) from exc
-    model = factory()
+    try:
+        model = factory()
+    except Exception as exc:  # the user's own code: any type
+        raise ModelLoadError(f"{spec}() raised {type(exc).__name__}: {_first_line(exc)}; give a factory that "
+                             "builds the model with no arguments") from exc
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module; give a factory "
+                             "that returns the model")
     if weights is not None:
         load_weights_into(model, weights)
     names = forward_input_names(model)
