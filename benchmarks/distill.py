@@ -25,11 +25,11 @@ from edgekit.api import compress, distill
 OUT = Path(__file__).resolve().parent / "out"
 CASES = {
     "MNIST": dict(
-        teacher="example:mnist-teacher", student="edgekit.models.example:mnist_student", data="example:mnist",
+        teacher="example:mnist-teacher", student="edgekit.examples.models:mnist_student", data="example:mnist",
         distill=[("distilled", dict(epochs=8, lr=3e-3, alpha=0.3))],
         compress=dict(prune=0.25, quant="qad", epochs=4)),
     "Sentiment (text)": dict(
-        teacher="example:text-teacher", student="edgekit.models.text_example:text_student", data="example:sentiment",
+        teacher="example:text-teacher", student="edgekit.examples.text:text_student", data="example:sentiment",
         distill=[("distilled, logits only", dict(epochs=10, lr=2e-3, alpha=0.3)),
                  ("distilled + attention maps", dict(epochs=10, lr=2e-3, alpha=0.3, attention_kd=1.0))],
         compress=dict(prune=0.25, prune_steps=2, finetune_epochs=3, quant="dynamic", teacher="example:text-teacher")),

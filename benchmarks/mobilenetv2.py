@@ -180,7 +180,7 @@ def main() -> None:
 def mnist_table() -> str:
     """The built-in example, per stage: accuracy, size, latency (runs the demo pipeline)."""
     from edgekit.api import compress
-    from edgekit.models.example import demo_recipe
+    from edgekit.examples.models import demo_recipe
     from edgekit.target import host_target
 
     with tempfile.TemporaryDirectory(prefix="edgekit-mnist-") as tmp:

@@ -57,9 +57,9 @@ def _recalibrate(model, images: np.ndarray) -> None:
 def latency_ms(model, example, names, runs: int) -> tuple[float, int, int]:
     import onnxruntime as ort
 
-    from edgekit.latency import time_runs
-    from edgekit.metrics import onnx_params_and_macs
-    from edgekit.onnx_export import export_onnx
+    from edgekit.measure.latency import time_runs
+    from edgekit.measure.metrics import onnx_params_and_macs
+    from edgekit.models.export import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, example, names, Path(tmp) / "m.onnx")
@@ -73,7 +73,7 @@ def latency_ms(model, example, names, runs: int) -> tuple[float, int, int]:
 
 
 def sweep_image_model(kind: str, images: np.ndarray, runs: int) -> list[dict]:
-    from edgekit.metrics import top1_agreement
+    from edgekit.measure.metrics import top1_agreement
     from edgekit.stages.prune import prune_l1
 
     base = hf_model(kind, images[:32])
@@ -98,7 +98,7 @@ def sweep_image_model(kind: str, images: np.ndarray, runs: int) -> list[dict]:
 
 def sweep_mnist(runs: int) -> list[dict]:
     from edgekit.models import load_model
-    from edgekit.models.example import accuracy, example_splits
+    from edgekit.examples.models import accuracy, example_splits
     from edgekit.pipeline import Context
     from edgekit.pruning.search import finetune
     from edgekit.stages.prune import prune_l1, recalibrate_batchnorm

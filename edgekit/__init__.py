@@ -13,7 +13,7 @@ __all__ = ["compress", "bench", "inspect_model", "__version__"]
 
 def __getattr__(name: str):
     if name in ("compress", "bench", "inspect_model"):
-        from . import api
+        from edgekit import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'edgekit' has no attribute {name!r}")

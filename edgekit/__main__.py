@@ -1,3 +1,3 @@
-from .cli import main
+from edgekit.cli import main
 
 main()

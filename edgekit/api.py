@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .recipe import make_config
+from edgekit.recipe import make_config
 
 
 def compress(model: Any = None, data: Any = None, **options: Any) -> dict[str, Any]:
@@ -15,8 +15,8 @@ def compress(model: Any = None, data: Any = None, **options: Any) -> dict[str, A
     `data` is a spec, a dict of arrays, an (x, y) pair, or an iterable of batches.
     `teacher` may also be an nn.Module. Other options are those of `edgekit compress`.
     """
-    from .compress_run import run_compress
-    from .memory import register_data, register_model
+    from edgekit.runs.compress import run_compress
+    from edgekit.data.memory import register_data, register_model
 
     if model is not None and not isinstance(model, (str, Path)):
         model = register_model(model)
@@ -33,35 +33,35 @@ def compress(model: Any = None, data: Any = None, **options: Any) -> dict[str, A
 
 
 def bench(folder: str | Path, data: str, baseline: str | None = None, runs: int | None = None) -> dict[str, Any]:
-    from .bench_run import run_bench
+    from edgekit.runs.bench import run_bench
 
     return run_bench(Path(folder), data, baseline, runs)
 
 
 def inspect_model(spec: str, weights: str | None = None, data: str | None = None,
                   input_shape: list[int] | None = None) -> dict[str, Any]:
-    from .inspect_run import run_inspect
+    from edgekit.runs.inspect import run_inspect
 
     return run_inspect(spec, weights, data, input_shape)
 
 
 def pack(folder: str | Path, output: str | Path | None = None, force: bool = False) -> dict[str, Any]:
-    """Bundle OUT/<target> into a reproducible .tar.gz (see edgekit.bundle)."""
-    from .bundle import pack as pack_bundle
+    """Bundle OUT/<target> into a reproducible .tar.gz (see edgekit.bundle.pack)."""
+    from edgekit.bundle.pack import pack as pack_bundle
 
     return pack_bundle(Path(folder), Path(output) if output else None, force)
 
 
 def verify(bundle: str | Path) -> dict[str, Any]:
     """Check a bundle's files against its manifest; raises BundleError on any difference."""
-    from .bundle import verify as verify_bundle
+    from edgekit.bundle.pack import verify as verify_bundle
 
     return verify_bundle(Path(bundle))
 
 
 def distill(**options: Any) -> dict[str, Any]:
-    """Distil a student from a teacher (see edgekit.distill_run); returns report.json's content."""
-    from .distill_run import run_distill
-    from .recipe import DistillConfig, validated
+    """Distil a student from a teacher (see edgekit.runs.distill); returns report.json's content."""
+    from edgekit.runs.distill import run_distill
+    from edgekit.recipe import DistillConfig, validated
 
     return run_distill(validated(DistillConfig, options))

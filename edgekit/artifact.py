@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import StageError
-from .fsutil import write_json
+from edgekit.errors import StageError
+from edgekit.files import write_json
 
 Format = Literal["torch", "onnx", "onnx-qdq", "onnx-dynamic", "ort", "tensorrt"]
 RECORD = "artifact.json"

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import InputError, OutputExistsError
-from .fsutil import sweep_scratch, write_json
+from edgekit.errors import InputError, OutputExistsError
+from edgekit.files import sweep_scratch, write_json
 
 MARKER = ".edgekit-output"
 LOCK = ".edgekit.lock"

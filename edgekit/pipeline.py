@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from .artifact import RECORD, Artifact, StageRecord
-from .errors import StageError
-from .fsutil import atomic_dir
-from .progress import console
+from edgekit.artifact import RECORD, Artifact, StageRecord
+from edgekit.errors import StageError
+from edgekit.files import atomic_dir
+from edgekit.progress import console
 
 
 class Stage(Protocol):

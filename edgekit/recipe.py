@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import InputError
+from edgekit.errors import InputError
 
 
 class _Training(BaseModel):
@@ -111,6 +111,6 @@ def load_layer_ratios(value: str | dict[str, float] | None) -> dict[str, float] 
 
 def load_recipe(path: Path) -> dict:
     """Settings from a YAML recipe; unknown keys are reported when the config is built."""
-    from .yamlio import read_mapping
+    from edgekit.yamlio import read_mapping
 
     return read_mapping(path, InputError, "recipe")

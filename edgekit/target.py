@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import TargetError
-from .resources import data_dir
-from .yamlio import read_mapping
+from edgekit.errors import TargetError
+from edgekit.resources import data_dir
+from edgekit.yamlio import read_mapping
 
 
 class BenchSettings(BaseModel):

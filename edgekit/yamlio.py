@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import EdgekitError
+from edgekit.errors import EdgekitError
 
 
 def read_mapping(path: Path, error: type[EdgekitError], what: str) -> dict:

@@ -39,7 +39,7 @@ def tiny_weights(tmp_path_factory) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from edgekit.training import TrainConfig, distill
+    from edgekit.distill.loop import TrainConfig, distill
     from tiny_models import resnet_tiny
 
     x, y = digits_arrays()
@@ -71,7 +71,7 @@ def tiny_fp32_onnx(tmp_path_factory, tiny_weights) -> Path:
 
     from edgekit.backends.ort import preprocess
     from edgekit.models import load_model
-    from edgekit.onnx_export import export_onnx
+    from edgekit.models.export import export_onnx
 
     root = tmp_path_factory.mktemp("fp32")
     module = load_model("tiny_models:resnet_tiny", tiny_weights).module

@@ -232,7 +232,7 @@ def test_pack_refuses_manifest_entries_outside_the_folder(artifact, tmp_path):
     secret = tmp_path / "art" / "secret.txt"
     secret.write_text("outside")
     manifest = json.loads((copy / "manifest.json").read_text())
-    from edgekit.fsutil import sha256_file
+    from edgekit.files import sha256_file
 
     manifest["files"]["../secret.txt"] = {"sha256": sha256_file(secret), "bytes": 7}
     (copy / "manifest.json").write_text(json.dumps(manifest))

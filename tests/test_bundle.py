@@ -15,7 +15,7 @@ import pytest
 
 from conftest import run_cli
 from edgekit.api import pack, verify
-from edgekit.bundle import BundleError, _write_tar
+from edgekit.bundle.pack import BundleError, _write_tar
 from edgekit.errors import InputError, OutputExistsError
 
 

@@ -81,7 +81,7 @@ def test_histogram_growth_keeps_every_count():
 def test_auto_calibration_keeps_the_most_faithful_method(tmp_path, tiny_fp32_onnx):
     from conftest import digits_arrays
     from edgekit.data.samples import SampleSet
-    from edgekit.quant.auto_calib import METHODS, choose_ranges
+    from edgekit.ptq.auto import METHODS, choose_ranges
 
     x, _ = digits_arrays()
     report: dict = {}

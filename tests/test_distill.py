@@ -6,7 +6,7 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import run_cli
-from edgekit import distill_run
+from edgekit.runs import distill as distill_run
 from edgekit.api import distill
 
 
@@ -72,7 +72,7 @@ def test_distill_command_refuses_an_existing_output_and_bad_options(tmp_path, di
 
 def test_mnist_example_student_within_one_point_of_its_teacher_at_a_quarter_of_the_parameters(tmp_path):
     result = run_cli("distill", "--teacher", "example:mnist-teacher", "--student",
-                     "edgekit.models.example:mnist_student", "--data", "example:mnist", "--out", tmp_path / "d",
+                     "edgekit.examples.models:mnist_student", "--data", "example:mnist", "--out", tmp_path / "d",
                      "--epochs", "8", "--lr", "3e-3", "--alpha", "0.3", "--json", timeout=900)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -107,7 +107,7 @@ def test_compress_distils_from_the_given_teacher(tmp_path, digits_npz, tiny_weig
 def test_curriculum_starts_on_the_teachers_surest_samples_and_ends_on_all():
     import numpy as np
 
-    from edgekit.curriculum import curriculum_batches, fraction_at
+    from edgekit.distill.curriculum import curriculum_batches, fraction_at
     from edgekit.data import SampleSet
 
     samples = SampleSet(source="t", arrays={"x": np.arange(100, dtype=np.float32)[:, None]},

@@ -8,7 +8,7 @@ import pytest
 from edgekit.api import compress
 from edgekit.backends.ort import integer_kernels, optimized_op_counts
 from edgekit.errors import OutputExistsError
-from edgekit.fsutil import sha256_file
+from edgekit.files import sha256_file
 
 TINY = "tiny_models:resnet_tiny"
 

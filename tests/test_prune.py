@@ -9,7 +9,7 @@ from torch import nn
 
 from edgekit.models import load_model
 from edgekit.stages.prune import channel_counts, prune_l1
-from edgekit.torch_artifact import apply_plan
+from edgekit.stages._torch import apply_plan
 
 
 def _example():
@@ -68,7 +68,7 @@ def test_saved_plan_reloads_identically_in_a_fresh_process(tmp_path, tiny_weight
 import json, numpy as np, torch
 from edgekit.models import load_model
 from edgekit.models.loader import load_weights_into
-from edgekit.torch_artifact import apply_plan
+from edgekit.stages._torch import apply_plan
 m = load_model('tiny_models:resnet_tiny', {str(tiny_weights)!r}).module
 x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r}))
 apply_plan(m, json.load(open({str(tmp_path / 'plan.json')!r})), (x,))

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from arch_zoo import ZOO, build
-from edgekit.onnx_export import export_onnx
+from edgekit.models.export import export_onnx
 from edgekit.pruning.attention import attention_modules
 from edgekit.stages.prune import PruneStage, prune_model
-from edgekit.torch_artifact import apply_plan
+from edgekit.stages._torch import apply_plan
 
 
 def _prune(model, example, ratio):

@@ -106,8 +106,8 @@ def test_bn_folded_under_fake_quant_keeps_outputs_and_activation_hooks(tmp_path,
 
 
 def test_feature_kd_projects_a_pruned_width_and_learns():
-    from edgekit.feature_kd import FeatureKD, parse_pairs
-    from edgekit.training import TrainConfig, distill
+    from edgekit.distill.feature import FeatureKD, parse_pairs
+    from edgekit.distill.loop import TrainConfig, distill
     from tiny_models import TinyResNet
 
     torch.manual_seed(0)
@@ -123,7 +123,7 @@ def test_feature_kd_projects_a_pruned_width_and_learns():
 
 def test_feature_kd_rejects_unknown_layer_and_mismatched_resolution():
     from edgekit.errors import InputError
-    from edgekit.feature_kd import FeatureKD, parse_pairs
+    from edgekit.distill.feature import FeatureKD, parse_pairs
     from tiny_models import TinyResNet
 
     a, b = TinyResNet(8), TinyResNet(16)

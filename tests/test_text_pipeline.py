@@ -22,7 +22,7 @@ def task(tmp_path_factory):
     """2,000 generated reviews as a .jsonl with class names for labels, and a dropout-free student config."""
     from edgekit.data.text import load_tokenizer
     from edgekit.data.text_example import LABEL_NAMES, sentiment
-    from edgekit.models.text_example import STUDENT, bert_config, ensure_teacher
+    from edgekit.examples.text import STUDENT, bert_config, ensure_teacher
 
     root = tmp_path_factory.mktemp("text")
     reviews = sentiment(REVIEWS, seed=1)

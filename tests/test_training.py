@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgekit.training import TrainConfig, alpha_at, distill, kd_loss
+from edgekit.distill.loop import TrainConfig, alpha_at, distill, kd_loss
 
 
 def test_kd_loss_parts_and_temperature_scaling():
@@ -43,7 +43,7 @@ def test_early_stop_restores_the_best_epoch():
 def test_kd_loss_on_dense_outputs_is_mean_squared_error():
     import torch
 
-    from edgekit.training import kd_loss
+    from edgekit.distill.loop import kd_loss
 
     student, teacher = torch.zeros(2, 15, 8, 8), torch.ones(2, 15, 8, 8)
     parts = kd_loss(student, teacher, None, temperature=4.0, alpha=0.5)

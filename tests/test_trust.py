@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
-from edgekit.fsutil import sha256_file
+from edgekit.files import sha256_file
 
 TINY = "tiny_models:resnet_tiny"
 MODEL_FILES = ("model.onnx", "model.ort", "required_operators.config")
@@ -275,7 +275,7 @@ def test_verify_refuses_a_bundle_with_a_member_twice(bundle, tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc to read the peak memory")
 def test_verify_streams_members_instead_of_reading_them_whole(bundle, tmp_path):
-    from edgekit.bundle import _write_tar
+    from edgekit.bundle.pack import _write_tar
 
     with tarfile.open(bundle) as tar:
         tar.extractall(tmp_path, filter="data")
@@ -289,7 +289,7 @@ def test_verify_streams_members_instead_of_reading_them_whole(bundle, tmp_path):
     _write_tar(root, tmp_path / "big.tar.gz")
     (root / "big.bin").unlink()
     # VmHWM is this process's own peak (ru_maxrss would carry the parent's peak across exec)
-    probe = ("import re, sys; from edgekit.bundle import verify; verify(sys.argv[1]); "
+    probe = ("import re, sys; from edgekit.bundle.pack import verify; verify(sys.argv[1]); "
              "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) * 1024)")
     done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "big.tar.gz")], capture_output=True,
                           text=True, timeout=300, cwd=ROOT)
@@ -300,7 +300,7 @@ def test_verify_streams_members_instead_of_reading_them_whole(bundle, tmp_path):
 # --- small things scripts rely on ------------------------------------------------------------------------
 
 def test_json_never_holds_nan():
-    from edgekit.fsutil import json_text
+    from edgekit.files import json_text
 
     text = json_text({"a": float("nan"), "b": [float("inf"), 1.5], "c": np.float32("nan")})
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON")) == \

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.ort_reader import SampleReader
-from ..data.samples import SampleSet
-from ..errors import InputError
+from edgekit.data.ort_reader import SampleReader
+from edgekit.data.samples import SampleSet
+from edgekit.errors import InputError
 
 _LEVELS = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
 

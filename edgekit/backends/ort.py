@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.ort_reader import SampleReader
-from ..data.samples import SampleSet
-from ..errors import MissingDependencyError, StageError
-from ..fsutil import scratch_dir
+from edgekit.data.ort_reader import SampleReader
+from edgekit.data.samples import SampleSet
+from edgekit.errors import MissingDependencyError, StageError
+from edgekit.files import scratch_dir
 
 CALIB_METHODS = ("minmax", "percentile", "entropy", "mse", "auto")
 INTEGER_KERNELS = ("QLinearConv", "QLinearAdd", "QLinearMatMul", "QGemm", "QLinearGlobalAveragePool",
@@ -82,7 +82,7 @@ def calibrate_methods(fp32: Path, samples: SampleSet, input_names: list[str], me
     still moved over the second half of the samples (a large drift means more
     calibration data would change the result).
     """
-    from ..quant.calibrators import compute_range
+    from edgekit.quant.calibrators import compute_range
 
     halfway: dict[str, tuple[float, float]] = {}
     stats = collect_statistics(fp32, samples, input_names, work, snapshot_at=len(samples) // 2, snapshot=halfway)
@@ -100,7 +100,7 @@ def collect_statistics(fp32: Path, samples: SampleSet, input_names: list[str], w
     """Run the model once per sample with every float activation exposed; fold each into a histogram."""
     import onnx
 
-    from ..quant.calibrators import StreamingHistogram
+    from edgekit.quant.calibrators import StreamingHistogram
 
     model = onnx.load(str(fp32))
     tensors = calibration_tensors(model)
@@ -255,7 +255,7 @@ def _quantize_dynamic(src: Path, out: Path) -> None:
 
 def _faster_of(a: Path, b: Path, feed: dict, rounds: int = 3) -> tuple[float, float]:
     """Best-of-rounds median latency of two graphs, interleaved so machine load hits both alike."""
-    from ..latency import time_runs
+    from edgekit.measure.latency import time_runs
 
     sessions = [session(a), session(b)]
     best = [float("inf"), float("inf")]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from ..errors import MissingDependencyError, StageError
+from edgekit.errors import MissingDependencyError, StageError
 
 
 def local_build_blocker(target) -> str | None:
@@ -72,7 +72,7 @@ def build_engine(onnx_path: Path, engine_path: Path, trt_settings, layers_path: 
 
 
 def _strongly_typed(trt) -> bool:
-    from .trtexec import STRONG_TYPING_FROM
+    from edgekit.backends.trtexec import STRONG_TYPING_FROM
 
     version = tuple(int(p) for p in trt.__version__.split(".")[:2])
     return version >= STRONG_TYPING_FROM

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from edgekit.errors import InputError
 
 _STAT = re.compile(r"(min|max|mean|median|percentile\((\d+(?:\.\d+)?)%\))\s*=\s*([0-9.eE+-]+)\s*ms")
 _SUMMARY = re.compile(r"\]\s*(Latency|GPU Compute Time|Enqueue Time|H2D Latency|D2H Latency):\s*(.*)$")

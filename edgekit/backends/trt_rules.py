@@ -30,7 +30,7 @@ def require_explicit_quantization(path: Path) -> dict:
     """Check a graph that is about to ship: a violation stops with the first rule broken."""
     import onnx
 
-    from ..errors import StageError
+    from edgekit.errors import StageError
 
     violations = check_explicit_quantization(path)
     if violations:

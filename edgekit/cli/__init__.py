@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from . import bench, boards, compress, demo, distill, engine_report, inspect, pack, profile, prune, targets
-from ._errors import run_guarded
+from edgekit.cli import bench, boards, compress, demo, distill, engine_report, inspect, pack, profile, prune, targets
+from edgekit.cli._errors import run_guarded
 
 app = typer.Typer(
     name="edgekit", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

@@ -7,8 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..fsutil import json_text
-from ..progress import set_quiet
+from edgekit.files import json_text
+from edgekit.progress import set_quiet
 
 
 def start(as_json: bool) -> None:

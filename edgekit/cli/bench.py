@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._output import emit_json, start, summary_table
+from edgekit.cli._output import emit_json, start, summary_table
 
 NAME = "bench"
 HELP = """Measure an artifact folder on the host with ONNX Runtime.
@@ -25,7 +25,7 @@ def command(
     runs: Annotated[Optional[int], typer.Option(help="Timed runs (default: the target's setting).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    from ..api import bench
+    from edgekit.api import bench
 
     start(as_json)
     results = bench(folder, data, baseline, runs)

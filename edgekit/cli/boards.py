@@ -24,9 +24,9 @@ def check(
     Exits 1 when any board is unreachable, so scripts can wait on it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..errors import InputError
-    from ..remote.boards import check_board, load_inventory, resolve
-    from ._output import emit_json
+    from edgekit.errors import InputError
+    from edgekit.remote.boards import check_board, load_inventory, resolve
+    from edgekit.cli._output import emit_json
 
     known = load_inventory(inventory)
     specs = board or list(known)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._output import emit_json, start, summary_table
+from edgekit.cli._output import emit_json, start, summary_table
 
 NAME = "compress"
 HELP = """Compress a student for a target board and measure it.
@@ -62,8 +62,8 @@ def command(
     resume: Annotated[bool, typer.Option("--resume", help="Reuse finished stages in OUT/work.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
 ) -> None:
-    from ..api import compress
-    from ..recipe import load_recipe
+    from edgekit.api import compress
+    from edgekit.recipe import load_recipe
 
     start(as_json)
     options = load_recipe(recipe) if recipe else {}
@@ -87,7 +87,7 @@ def command(
 
 
 def _require(options: dict, names: tuple[str, ...]) -> None:
-    from ..errors import InputError
+    from edgekit.errors import InputError
 
     missing = [f"--{n.replace('_', '-')}" for n in names if options.get(n) in (None, "")]
     if missing:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._output import emit_json, start, summary_table
+from edgekit.cli._output import emit_json, start, summary_table
 
 NAME = "demo"
 HELP = """Run the full pipeline on the built-in example (real MNIST digits, no downloads).
@@ -24,10 +24,10 @@ def command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
 ) -> None:
-    from ..api import compress
-    from ..models.example import demo_recipe
+    from edgekit.api import compress
+    from edgekit.examples.models import demo_recipe
 
-    from ..target import host_target
+    from edgekit.target import host_target
 
     start(as_json)
     target = target or host_target()

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._output import emit_json, start
+from edgekit.cli._output import emit_json, start
 
 NAME = "distill"
 HELP = """Distil a student from a teacher: KL at a temperature (scaled by T²) mixed with the task loss.
@@ -21,9 +21,9 @@ attention-map distillation, an entropy curriculum, gradient accumulation, bf16 a
 
 Example:
 
-  edgekit distill --teacher example:mnist-teacher --student edgekit.models.example:mnist_student --data example:mnist --out distilled/
+  edgekit distill --teacher example:mnist-teacher --student edgekit.examples.models:mnist_student --data example:mnist --out distilled/
 
-  edgekit distill --teacher example:text-teacher --student edgekit.models.text_example:text_student --data example:sentiment --attention-kd 1 --out text/
+  edgekit distill --teacher example:text-teacher --student edgekit.examples.text:text_student --data example:sentiment --attention-kd 1 --out text/
 """
 
 
@@ -54,7 +54,7 @@ def command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped run in OUT.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json.")] = False,
 ) -> None:
-    from ..api import distill
+    from edgekit.api import distill
 
     start(as_json)
     report = distill(teacher=teacher, student=student, data=data, out=out, teacher_weights=teacher_weights,

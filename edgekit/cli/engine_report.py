@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import emit_json
+from edgekit.cli._output import emit_json
 
 NAME = "engine-report"
 HELP = """Summarise a TensorRT build: latency, INT8 vs float layers, reformat layers.
@@ -24,7 +24,7 @@ def command(
     folder: Annotated[Path, typer.Argument(help="Folder holding trtexec.log, layers.json and profile.json.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    from ..backends.trt_reports import engine_report
+    from edgekit.backends.trt_reports import engine_report
 
     report = engine_report(folder)
     if as_json:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._output import emit_json, start
+from edgekit.cli._output import emit_json, start
 
 NAME = "inspect"
 HELP = """Show params, MACs, layers and prunable channel groups of a model.
@@ -28,8 +28,8 @@ def command(
     input_shape: Annotated[Optional[str], typer.Option(help="Input shape, e.g. 1,3,224,224.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    from ..errors import InputError
-    from ..inspect_run import run_inspect
+    from edgekit.errors import InputError
+    from edgekit.runs.inspect import run_inspect
 
     start(as_json)
     shape = None

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._output import emit_json
+from edgekit.cli._output import emit_json
 
 PACK_HELP = """Pack an artifact folder into a reproducible .tar.gz for app developers.
 
@@ -33,7 +33,7 @@ def pack_command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    from ..api import pack
+    from edgekit.api import pack
 
     result = pack(folder, output, force)
     if as_json:
@@ -46,7 +46,7 @@ def verify_command(
     bundle: Annotated[Path, typer.Argument(help="A .tar.gz written by `edgekit pack`.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    from ..api import verify
+    from edgekit.api import verify
 
     result = verify(bundle)
     if as_json:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._output import emit_json
+from edgekit.cli._output import emit_json
 
 NAME = "profile"
 HELP = """Run a bundle on one or more boards over SSH and bring back their measurements.
@@ -36,9 +36,9 @@ def command(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the result JSON files (default: beside the bundle).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result(s) as JSON.")] = False,
 ) -> None:
-    from ..errors import InputError
-    from ..remote.boards import load_inventory
-    from ..remote.profile import profile_boards
+    from edgekit.errors import InputError
+    from edgekit.remote.boards import load_inventory
+    from edgekit.remote.profile import profile_boards
 
     if not bundle.exists():
         raise InputError(f"{bundle} does not exist; pass a bundle from `edgekit pack` or an OUT/<target> folder")
@@ -55,6 +55,6 @@ def command(
     if errors:
         for message in errors[:-1]:
             typer.echo(f"error: {message}", err=True)
-        from ..remote.ssh import BoardError
+        from edgekit.remote.ssh import BoardError
 
         raise BoardError(errors[-1])

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._output import emit_json, start
+from edgekit.cli._output import emit_json, start
 
 app = typer.Typer(help="Pruning tools: sensitivity scan.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ def scan_command(
 
       edgekit compress ... --layer-ratios scan/layer-ratios.json
     """
-    from ..scan_run import run_scan
+    from edgekit.runs.scan import run_scan
 
     start(as_json)
     result = run_scan(model, weights, data, out, target, ratios, max_drop, eval_samples, protect, seed, force)

@@ -17,8 +17,8 @@ def list_targets(ctx: typer.Context,
     """List the built-in targets."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..target import builtin_targets, load_target
-    from ._output import emit_json
+    from edgekit.target import builtin_targets, load_target
+    from edgekit.cli._output import emit_json
 
     targets = [load_target(name) for name in builtin_targets()]
     if as_json:
@@ -36,7 +36,7 @@ def list_targets(ctx: typer.Context,
 @app.command("show")
 def show(name: Annotated[str, typer.Argument(help="Target name or a board .yaml file.")]) -> None:
     """Print one target's settings."""
-    from ..target import load_target
-    from ._output import emit_json
+    from edgekit.target import load_target
+    from edgekit.cli._output import emit_json
 
     emit_json(load_target(name).model_dump())

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from ..errors import DataError
-from .readers import IMAGE_SUFFIXES, PREPROCESS_FILE, load_preprocess
-from .samples import SampleSet
+from edgekit.errors import DataError
+from edgekit.data.readers import IMAGE_SUFFIXES, PREPROCESS_FILE, load_preprocess
+from edgekit.data.samples import SampleSet
 
 
 class Preprocess(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .samples import SampleSet
+from edgekit.data.samples import SampleSet
 
 
 class SampleReader:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .samples import SampleSet
-from .text import TEXT_SUFFIXES, read_text_file
+from edgekit.errors import DataError
+from edgekit.data.samples import SampleSet
+from edgekit.data.text import TEXT_SUFFIXES, read_text_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 PREPROCESS_FILE = "preprocess.yaml"
@@ -20,7 +20,7 @@ def load_for(spec: str | Path, input_names: list[str], tokenizer_dir: Path | Non
              label2id: dict[str, int] | None = None, max_length: int | None = None) -> SampleSet:
     """Data ready for one model: text tokenized with the model's tokenizer (to `max_length` tokens when
     given), arrays bound to its inputs."""
-    from .text import TextSet
+    from edgekit.data.text import TextSet
 
     data = load_data(spec)
     if isinstance(data, TextSet) and tokenizer_dir is not None:
@@ -31,11 +31,11 @@ def load_for(spec: str | Path, input_names: list[str], tokenizer_dir: Path | Non
 def load_data(spec: str | Path) -> SampleSet:
     spec = str(spec)
     if spec.startswith("memory:"):
-        from ..memory import load_memory_data
+        from edgekit.data.memory import load_memory_data
 
         return load_memory_data(spec)
     if spec.startswith("example:"):
-        from .example import load_example_data
+        from edgekit.examples.data import load_example_data
 
         return load_example_data(spec)
     path = Path(spec)
@@ -51,7 +51,7 @@ def load_data(spec: str | Path) -> SampleSet:
     if any(path.glob("*.npz")):
         return _read_npz_folder(path)
     if (path / PREPROCESS_FILE).is_file() or path.with_suffix(".preprocess.yaml").is_file():
-        from .images import read_image_folder
+        from edgekit.data.images import read_image_folder
 
         return read_image_folder(path)
     raise DataError(
@@ -136,6 +136,6 @@ def check_finite(array: np.ndarray, name: str, source: str) -> np.ndarray:
 
 
 def load_preprocess(path: Path) -> dict:
-    from ..yamlio import read_mapping
+    from edgekit.yamlio import read_mapping
 
     return read_mapping(path, DataError, "preprocessing file")

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import DataError
+from edgekit.errors import DataError
 
 
 @dataclass

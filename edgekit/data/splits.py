@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import console
-from .samples import SampleSet
+from edgekit.errors import InputError
+from edgekit.progress import console
+from edgekit.data.samples import SampleSet
 
 
 @dataclass

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .samples import SampleSet
+from edgekit.errors import DataError
+from edgekit.data.samples import SampleSet
 
 TEXT_SUFFIXES = {".jsonl", ".csv", ".tsv"}
 TOKENIZER_FILE = "tokenizer.json"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .text import TextSet
+from edgekit.data.text import TextSet
 
 SIZE, SEED = 6000, 0
 ASPECTS = ["the movie", "the film", "this show", "the plot", "the acting", "the soundtrack", "the dialogue",

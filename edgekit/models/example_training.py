@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..progress import console
-from ..training import TrainConfig, distill
+from edgekit.progress import console
+from edgekit.distill.loop import TrainConfig, distill
 
 RECIPES = {
     "mnist-teacher": TrainConfig(epochs=6, lr=3e-3, batch_size=64, seed=0),
@@ -20,8 +20,8 @@ RECIPES = {
 def train_example(name: str, path: Path) -> None:
     from safetensors.torch import save_file
 
-    from .example import accuracy, build, ensure_trained, example_splits
-    from .loader import load_weights_into
+    from edgekit.examples.models import accuracy, build, ensure_trained, example_splits
+    from edgekit.models.loader import load_weights_into
 
     torch.manual_seed(0)
     splits = example_splits()

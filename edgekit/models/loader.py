@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ModelLoadError
+from edgekit.errors import ModelLoadError
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -32,7 +32,7 @@ class LoadedModel:
 
     def data(self, spec: str | Path, max_length: int | None = None):
         """`spec` loaded for this model: text tokenized with its tokenizer, arrays bound to its inputs."""
-        from ..data import load_for
+        from edgekit.data import load_for
 
         return load_for(spec, self.input_names, self.tokenizer, self.label2id, max_length)
 
@@ -41,11 +41,11 @@ def load_model(spec: str, weights: str | Path | None = None) -> LoadedModel:
     """Load `example:NAME`, `pkg.module:factory`, a transformers folder, or a `.onnx` file."""
     spec = str(spec)
     if spec.startswith("memory:"):
-        from ..memory import load_memory_model
+        from edgekit.data.memory import load_memory_model
 
         return load_memory_model(spec)
     if spec.startswith("example:"):
-        from .example import load_example
+        from edgekit.examples.models import load_example
 
         return load_example(spec, weights)
     path = Path(spec)
@@ -88,7 +88,7 @@ def _load_onnx(path: Path) -> LoadedModel:
 def _load_hf(path: Path, weights: str | Path | None) -> LoadedModel:
     import transformers
 
-    from ..data.text import tokenizer_folder
+    from edgekit.data.text import tokenizer_folder
 
     transformers.utils.logging.disable_progress_bar()
     if not (path / "config.json").is_file():
@@ -113,7 +113,7 @@ def _load_hf_config(path: Path, weights: str | Path | None) -> LoadedModel:
     import torch
     import transformers
 
-    from ..data.text import tokenizer_folder
+    from edgekit.data.text import tokenizer_folder
 
     torch.manual_seed(0)  # a fresh model is the same model on every run
     try:
@@ -128,7 +128,7 @@ def _load_hf_config(path: Path, weights: str | Path | None) -> LoadedModel:
 
 
 def _hf_loaded(spec: str, model, weights, tokenizer: Path | None) -> LoadedModel:
-    from .wrappers import LogitsOnly, transformers_input_names
+    from edgekit.models.wrappers import LogitsOnly, transformers_input_names
 
     names = transformers_input_names(model)
     wrapped = LogitsOnly(model, names).eval()
@@ -148,7 +148,7 @@ def _label2id(model) -> dict[str, int] | None:
 def _load_factory(spec: str, weights: str | Path | None) -> LoadedModel:
     from torch import nn
 
-    from .wrappers import LogitsOnly, forward_input_names
+    from edgekit.models.wrappers import LogitsOnly, forward_input_names
 
     module_name, func_name = spec.split(":")
     try:

@@ -7,7 +7,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ..errors import InputError
+from edgekit.errors import InputError
 
 CRITERIA = ("l1", "l2", "bn-scale", "taylor")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import InputError
-from .attention import head_counts, residual_stream_layers
+from edgekit.errors import InputError
+from edgekit.pruning.attention import head_counts, residual_stream_layers
 
 PRUNABLE = (nn.Conv2d, nn.Conv1d, nn.Linear)
 

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..latency import time_runs
-from ..metrics import accuracy, onnx_params_and_macs, top1_agreement
-from ..onnx_export import export_onnx
-from ..progress import console
-from ..stages.fidelity import fidelity_drop
-from .policy import PRUNABLE, default_protected, ignored_layers
-from ..fsutil import scratch_dir
+from edgekit.measure.latency import time_runs
+from edgekit.measure.metrics import accuracy, onnx_params_and_macs, top1_agreement
+from edgekit.models.export import export_onnx
+from edgekit.progress import console
+from edgekit.measure.fidelity import fidelity_drop
+from edgekit.pruning.policy import PRUNABLE, default_protected, ignored_layers
+from edgekit.files import scratch_dir
 
 
 def prunable_roots(model: nn.Module, example: tuple[torch.Tensor, ...], protect: list[str] | None) -> list[str]:
@@ -44,8 +44,8 @@ def scan(model: nn.Module, example: tuple[torch.Tensor, ...], evals, input_names
          ratios: list[float], round_to: int, protect: list[str] | None, runs: int = 50,
          recalib=None) -> dict[str, Any]:
     """`recalib` (a SampleSet disjoint from `evals`) re-estimates BatchNorm statistics after each cut."""
-    from ..stages.fidelity import torch_outputs
-    from ..stages.prune import PruneStage, prune_model, recalibrate_batchnorm
+    from edgekit.measure.fidelity import torch_outputs
+    from edgekit.stages.prune import PruneStage, prune_model, recalibrate_batchnorm
 
     reference = torch_outputs(model, evals, input_names)
     base = measure(model, example, input_names, evals, reference, runs)
@@ -68,8 +68,8 @@ def scan(model: nn.Module, example: tuple[torch.Tensor, ...], evals, input_names
 
 def measure(model, example, input_names, evals, reference, runs: int) -> dict[str, Any]:
     """Accuracy, agreement with `reference`, MACs and median ORT latency of a torch model."""
-    from ..backends import ort as ort_backend
-    from ..stages.fidelity import torch_outputs
+    from edgekit.backends import ort as ort_backend
+    from edgekit.measure.fidelity import torch_outputs
 
     outputs = torch_outputs(model, evals, input_names)
     with scratch_dir("scan") as tmp:

@@ -12,8 +12,8 @@ import copy
 from dataclasses import replace
 from typing import Any
 
-from ..progress import console
-from ..training import TrainConfig, distill, epoch_batches
+from edgekit.progress import console
+from edgekit.distill.loop import TrainConfig, distill, epoch_batches
 
 TOLERANCE_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -26,7 +26,7 @@ def finetune(model, ctx, names: list[str], epochs: int, lr: float | None = None)
 
     Attention models get a lower rate: at 3e-3 one epoch cost the example BERT student 5 points before any
     pruning (Adam's step is too large for its attention and LayerNorm weights); at 1e-3 it gained 1."""
-    from .attention import attention_modules
+    from edgekit.pruning.attention import attention_modules
 
     if epochs < 1 or ctx.teacher is None:
         return
@@ -38,7 +38,7 @@ def finetune(model, ctx, names: list[str], epochs: int, lr: float | None = None)
 
 def prune_iteratively(model, example, settings, ctx, names: list[str], steps: int, epochs: int) -> dict[str, Any]:
     """`steps` rounds whose kept fractions multiply to 1 - ratio; returns the combined plan."""
-    from ..stages.prune import prune_model, recalibrate_batchnorm
+    from edgekit.stages.prune import prune_model, recalibrate_batchnorm
 
     keep = (1.0 - settings.ratio) ** (1.0 / steps)
     history: list = []
@@ -57,9 +57,9 @@ def prune_iteratively(model, example, settings, ctx, names: list[str], steps: in
 
 def budget_search(model, example, settings, ctx, names: list[str], epochs: int) -> tuple[Any, dict[str, Any], dict]:
     """Return (pruned model, plan, report) for the fastest candidate within the budget."""
-    from ..stages.fidelity import fidelity_drop, teacher_outputs, torch_fidelity
-    from ..stages.prune import prune_model, recalibrate_batchnorm
-    from .scan import measure, propose, scan
+    from edgekit.measure.fidelity import fidelity_drop, teacher_outputs, torch_fidelity
+    from edgekit.stages.prune import prune_model, recalibrate_batchnorm
+    from edgekit.pruning.scan import measure, propose, scan
 
     evals = ctx.splits.eval
     scanned = scan(model, example, evals, names, [0.25, 0.5, 0.75], settings.round_to, settings.protect,

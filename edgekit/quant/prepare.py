@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .bn_fold import fold_batchnorm
-from .fakequant import ActivationFakeQuant, WeightFakeQuant
+from edgekit.quant.bn_fold import fold_batchnorm
+from edgekit.quant.fakequant import ActivationFakeQuant, WeightFakeQuant
 
 QUANTIZED = (nn.Conv2d, nn.Conv1d, nn.Linear)
 _CONSUMERS = ("Conv", "Gemm", "MatMul")

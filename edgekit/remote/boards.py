@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import InputError
-from .ssh import SSH, Board
+from edgekit.errors import InputError
+from edgekit.remote.ssh import SSH, Board
 
 INVENTORY_PLACES = (Path("boards.toml"), Path.home() / ".config" / "edgekit" / "boards.toml")
 
@@ -106,7 +106,7 @@ printf 'free_mb=%s\n' "$(df -Pk "$1" 2>/dev/null | awk 'NR==2 {print int($4/1024
 
 def check_board(board: Board, ssh_config: Path | None, timeout: float = 30) -> dict:
     """Reachability and what the board can run; an unreachable board is a row, not an exception."""
-    from .ssh import BoardError
+    from edgekit.remote.ssh import BoardError
 
     try:
         done = SSH(board, ssh_config).run(["bash", "-c", CHECK, "edgekit-check", board.workdir, board.python],

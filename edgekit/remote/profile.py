@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .ssh import SSH, Board, BoardError, last_line
-from ..fsutil import scratch_dir
+from edgekit.remote.ssh import SSH, Board, BoardError, last_line
+from edgekit.files import scratch_dir
 
 # $1 work dir, $2 python, $3 runner, $4 timed runs, $5 seconds. Exit codes 90-94 name the step that
 # failed. The runner is bounded by `timeout` and watched: if sshd goes away (the client timed out or the
@@ -52,7 +52,7 @@ exit $status
 def profile(bundle: Path, board: Board, ssh_config: Path | None = None, runs: int = 200,
             timeout: float = 600) -> dict:
     """Run `bundle` (a .tar.gz or an OUT/<target> folder) on `board`; the runner's JSON plus where it ran."""
-    from ..bundle import pack, verify
+    from edgekit.bundle.pack import pack, verify
 
     with scratch_dir("profile") as tmp:
         if Path(bundle).is_dir():
@@ -69,7 +69,7 @@ def profile(bundle: Path, board: Board, ssh_config: Path | None = None, runs: in
     except (json.JSONDecodeError, IndexError) as exc:
         raise BoardError(f"board {board.name}: the runner printed no result; run it by hand there "
                          f"({board.python} apps/python/{runner} --json)") from exc
-    from .tegrastats import energy_per_inference_mj, from_stderr, parse_tegrastats
+    from edgekit.remote.tegrastats import energy_per_inference_mj, from_stderr, parse_tegrastats
 
     power = parse_tegrastats(from_stderr(done.stderr.decode(errors="replace")))
     return {**result, "board": board.name, "destination": board.destination, "bundle_sha256": checked["sha256"],
@@ -109,8 +109,8 @@ def profile_boards(bundle: Path, specs: list[str], inventory: dict, ssh_config: 
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import replace
 
-    from ..fsutil import write_json
-    from .boards import resolve
+    from edgekit.files import write_json
+    from edgekit.remote.boards import resolve
 
     boards = [resolve(spec, inventory) for spec in specs]
     if remote_python:
@@ -134,7 +134,7 @@ def profile_boards(bundle: Path, specs: list[str], inventory: dict, ssh_config: 
 
 def _fold_into_report(bundle: Path, results: list[dict]) -> None:
     """An OUT/<target> folder's report gains an on-board column per board; a .tar.gz stays as packed."""
-    from ..report import fold_on_board
+    from edgekit.bundle.report import fold_on_board
 
     if bundle.is_dir() and (bundle / "report.json").is_file():
         for result in results:

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EdgekitError, InputError
+from edgekit.errors import EdgekitError, InputError
 
 SSH_FAILED = 255
 

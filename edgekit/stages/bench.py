@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import Artifact
-from ..backends import ort as ort_backend
-from ..errors import StageError
-from ..metrics import accuracy, mean_cosine, onnx_params_and_macs, top1_agreement
-from ..progress import console
-from ..fsutil import scratch_dir, write_json
+from edgekit.artifact import Artifact
+from edgekit.backends import ort as ort_backend
+from edgekit.errors import StageError
+from edgekit.measure.metrics import accuracy, mean_cosine, onnx_params_and_macs, top1_agreement
+from edgekit.progress import console
+from edgekit.files import scratch_dir, write_json
 
 
 @dataclass
@@ -34,7 +34,7 @@ def latency(path: Path, feed: dict[str, np.ndarray], settings: BenchSettings) ->
     with scratch_dir("bench") as tmp:
         inputs = Path(tmp) / "inputs.npz"
         np.savez(inputs, **feed)
-        cmd = [sys.executable, "-m", "edgekit.latency", str(path), str(inputs),
+        cmd = [sys.executable, "-m", "edgekit.measure.latency", str(path), str(inputs),
                str(settings.warmup), str(settings.runs), str(settings.threads)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
@@ -72,7 +72,7 @@ class BenchStage:
         return vars(self.settings_)
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
-        from .fidelity import teacher_outputs
+        from edgekit.measure.fidelity import teacher_outputs
 
         names = artifact.input_names
         reference = ctx.cache.get("reference_eval")

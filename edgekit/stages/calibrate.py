@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifact import Artifact
-from ..backends import ort as ort_backend
-from ..errors import InputError
-from ..fsutil import write_json
-from ..onnx_export import export_onnx
-from ..torch_artifact import example_inputs, materialize
+from edgekit.artifact import Artifact
+from edgekit.backends import ort as ort_backend
+from edgekit.errors import InputError
+from edgekit.files import write_json
+from edgekit.models.export import export_onnx
+from edgekit.stages._torch import example_inputs, materialize
 
 MODEL = "model.onnx"
 CALIBRATORS = ("edgekit", "nncf")
@@ -49,12 +49,12 @@ class CalibrateStage:
         names = artifact.input_names
         external: dict[str, list[float]] = {}
         if self.calibrator == "nncf":
-            from ..backends.nncf_ptq import nncf_calibrate
+            from edgekit.backends.nncf_ptq import nncf_calibrate
 
             external, nncf_report = nncf_calibrate(out / MODEL, ctx.splits.calib, names)
             report.update(nncf_report)
         if self.method == "auto":
-            from ..quant.auto_calib import choose_ranges
+            from edgekit.ptq.auto import choose_ranges
 
             _, ranges = choose_ranges(out / MODEL, ctx.splits.calib, names, self.preset, out, report)
         else:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifact import Artifact
-from ..backends import ort as ort_backend
-from ..onnx_compact import compact_names
+from edgekit.artifact import Artifact
+from edgekit.backends import ort as ort_backend
+from edgekit.onnx_compact import compact_names
 
 
 @dataclass

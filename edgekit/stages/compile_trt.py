@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifact import Artifact
-from ..backends.trt_rules import require_explicit_quantization
-from ..backends.trtexec import SCRIPT, build_script
-from ..fsutil import write_json
-from ..onnx_compact import compact_names
+from edgekit.artifact import Artifact
+from edgekit.backends.trt_rules import require_explicit_quantization
+from edgekit.backends.trtexec import SCRIPT, build_script
+from edgekit.files import write_json
+from edgekit.onnx_compact import compact_names
 
 RULES_REPORT = "trt_rules.json"
 
@@ -45,7 +45,7 @@ class TensorRTCompileStage:
         return artifact.derive(out, "tensorrt", files), metrics
 
     def _maybe_build_engine(self, out: Path, files: dict[str, str]) -> dict[str, Any]:
-        from ..backends import trt
+        from edgekit.backends import trt
 
         blocker = trt.local_build_blocker(self.target)
         if blocker is not None:
@@ -57,7 +57,7 @@ class TensorRTCompileStage:
 
 def _input_shapes(path: Path, ctx, names: list[str]) -> tuple[dict[str, list[int]], bool]:
     """Batch-1 shapes from a real sample, and whether the graph leaves any dimension dynamic."""
-    from ..manifest import io_spec
+    from edgekit.bundle.manifest import io_spec
 
     sample, _ = next(ctx.splits.calib.batches(1))
     dynamic = any(isinstance(d, str) or d == 0 for i in io_spec(path)["inputs"] for d in i["shape"])

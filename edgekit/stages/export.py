@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifact import Artifact
-from ..backends import ort as ort_backend
-from ..errors import InputError
-from .calibrate import fp32_graph
-from .fidelity import fidelity, fidelity_drop
+from edgekit.artifact import Artifact
+from edgekit.backends import ort as ort_backend
+from edgekit.errors import InputError
+from edgekit.stages.calibrate import fp32_graph
+from edgekit.measure.fidelity import fidelity, fidelity_drop
 
 MODEL = "model.onnx"
 QUANT_MODES = ("static", "qad", "dynamic", "none")
@@ -44,7 +44,7 @@ class ExportStage:
             fallback = self._quantize_static(ctx, artifact, ranges, out / MODEL)
             fmt, extra = "onnx-qdq", ({"fallback": fallback} if fallback is not None else {})
             if self.preset == "trt-s8s8":
-                from ..backends.trt_rules import require_explicit_quantization
+                from edgekit.backends.trt_rules import require_explicit_quantization
 
                 require_explicit_quantization(out / MODEL)
         else:
@@ -83,7 +83,7 @@ class ExportStage:
         if self.max_drop is None:
             quantize([], out)
             return None
-        from ..quant.fallback import fallback_search
+        from edgekit.ptq.fallback import fallback_search
 
         names = artifact.input_names
         baseline = fidelity(ort_backend.run_model(fp32, ctx.splits.eval, names), ctx, names)
@@ -94,7 +94,7 @@ class ExportStage:
         first, _ = next(ctx.splits.eval.batches(1))
 
         def latency_of(path: Path) -> float:
-            from ..latency import time_runs
+            from edgekit.measure.latency import time_runs
 
             runs = time_runs(ort_backend.session(path), {n: first[n] for n in names}, 10, 200)
             return float(sorted(runs)[len(runs) // 2])

@@ -17,17 +17,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..artifact import Artifact
-from ..errors import InputError, StageError
-from ..fsutil import write_json
-from ..metrics import count_params
-from ..torch_artifact import PLAN, example_inputs, materialize, save_weights
-from ..pruning.attention import head_counts, sync_attention_attributes
-from ..pruning.channel_split import find_channel_splits, split_blocks
-from ..pruning.importance import accumulate_taylor_gradients, make_importance
-from ..pruning.policy import default_protected, ignored_layers, named_ratios, ratio_caps
-from ..pruning.search import budget_search, prune_iteratively
-from .fidelity import torch_fidelity
+from edgekit.artifact import Artifact
+from edgekit.errors import InputError, StageError
+from edgekit.files import write_json
+from edgekit.measure.metrics import count_params
+from edgekit.stages._torch import PLAN, example_inputs, materialize, save_weights
+from edgekit.pruning.attention import head_counts, sync_attention_attributes
+from edgekit.pruning.channel_split import find_channel_splits, split_blocks
+from edgekit.pruning.importance import accumulate_taylor_gradients, make_importance
+from edgekit.pruning.policy import default_protected, ignored_layers, named_ratios, ratio_caps
+from edgekit.pruning.search import budget_search, prune_iteratively
+from edgekit.measure.fidelity import torch_fidelity
 
 
 @dataclass

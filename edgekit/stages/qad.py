@@ -18,20 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifact import Artifact
-from ..backends import ort as ort_backend
-from ..errors import InputError
-from ..fsutil import write_json
-from ..onnx_export import export_onnx
-from ..progress import console
-from ..quant.bn_fold import fold_batchnorm
-from ..quant.prepare import (attach_output_quant, fold_batchnorm_under_qat, freeze_batchnorm,
+from edgekit.artifact import Artifact
+from edgekit.backends import ort as ort_backend
+from edgekit.errors import InputError
+from edgekit.files import write_json
+from edgekit.models.export import export_onnx
+from edgekit.progress import console
+from edgekit.quant.bn_fold import fold_batchnorm
+from edgekit.quant.prepare import (attach_output_quant, fold_batchnorm_under_qat, freeze_batchnorm,
                              freeze_observers, graph_tensor_maps, observe_ranges, prepare_qat, simulated_tensors,
                              strip_qat)
-from ..torch_artifact import example_inputs, materialize, save_weights
-from ..training import TrainConfig, distill, epoch_batches
-from .calibrate import RANGES, fp32_graph
-from .fidelity import torch_fidelity
+from edgekit.stages._torch import example_inputs, materialize, save_weights
+from edgekit.distill.loop import TrainConfig, distill, epoch_batches
+from edgekit.stages.calibrate import RANGES, fp32_graph
+from edgekit.measure.fidelity import torch_fidelity
 
 RECOVERED = "pruned_fp32.onnx"
 
@@ -102,7 +102,7 @@ class QadStage:
             files["plan"] = "plan.json"
         folded = artifact.derive(out, "torch", files, bn_folded=True)
         files.update(fp32_graph(ctx, folded, out, self.opset))
-        from ..quant.auto_calib import chosen_method
+        from edgekit.ptq.auto import chosen_method
 
         method = chosen_method(artifact, self.method)
         fresh = ort_backend.calibrate(out / "model.onnx", ctx.splits.calib, names, method, out)
@@ -148,7 +148,7 @@ class QadStage:
             probe.unlink(missing_ok=True)
 
     def _aux_losses(self) -> list:
-        from ..training import build_aux_losses
+        from edgekit.distill.loop import build_aux_losses
 
         return build_aux_losses(self.feature_kd, self.feature_weight, self.attention_kd)
 
@@ -164,7 +164,7 @@ class QadStage:
 def _calib_agreement(ctx, model, names: list[str], patience: int):
     """Validation for early stopping (only with --patience), on the calibration split: disjoint from
     the evaluation split that the report measures."""
-    from .fidelity import agreement_scorer
+    from edgekit.measure.fidelity import agreement_scorer
 
     if ctx.teacher is None or not patience:
         return None

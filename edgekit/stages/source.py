@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifact import Artifact
-from ..onnx_export import export_onnx
-from ..torch_artifact import example_inputs, materialize
-from .fidelity import torch_fidelity
+from edgekit.artifact import Artifact
+from edgekit.models.export import export_onnx
+from edgekit.stages._torch import example_inputs, materialize
+from edgekit.measure.fidelity import torch_fidelity
 
 BASELINE = "fp32.onnx"
 

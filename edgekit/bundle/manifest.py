@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .fsutil import sha256_file, write_json
+from edgekit.files import sha256_file, write_json
 
 MANIFEST = "manifest.json"
 MEASUREMENTS = ("report.json", "report.md", "report.png")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import InputError
+from edgekit.errors import InputError
 
 EPS = 1e-8
 

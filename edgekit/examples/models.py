@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelLoadError
+from edgekit.errors import ModelLoadError
 
 WIDTHS = {"mnist-teacher": (32, 64, 128), "mnist-student": (16, 32, 64)}
 CACHE_VERSION = "v1"
@@ -23,8 +23,8 @@ SEED = 0
 
 def demo_recipe() -> dict:
     """What `edgekit demo` runs: calibration/mnist-demo.yaml, shipped with the package."""
-    from ..recipe import load_recipe
-    from ..resources import data_dir
+    from edgekit.recipe import load_recipe
+    from edgekit.resources import data_dir
 
     return load_recipe(data_dir("calibration") / "mnist-demo.yaml")
 
@@ -72,7 +72,7 @@ def build(name: str) -> nn.Module:
 
 
 def mnist_student() -> nn.Module:
-    """A fresh student for `edgekit distill --student edgekit.models.example:mnist_student`: 0.21x the
+    """A fresh student for `edgekit distill --student edgekit.examples.models:mnist_student`: 0.21x the
     teacher's parameters (the demo's cached student, halved widths, is 0.252x: stem and classifier)."""
     torch.manual_seed(0)
     return MnistNet((16, 32, 56))
@@ -85,13 +85,13 @@ def cache_dir() -> Path:
 
 
 def load_example(spec: str, weights=None):
-    from .loader import LoadedModel, load_weights_into
-    from .wrappers import LogitsOnly
+    from edgekit.models.loader import LoadedModel, load_weights_into
+    from edgekit.models.wrappers import LogitsOnly
 
     name = spec.split(":", 1)[1]
     if name == "text-teacher":
-        from .loader import load_model
-        from .text_example import ensure_teacher
+        from edgekit.models.loader import load_model
+        from edgekit.examples.text import ensure_teacher
 
         return load_model(str(ensure_teacher()), weights)
     model = build(name)
@@ -106,14 +106,14 @@ def ensure_trained(name: str) -> Path:
     path = cache_dir() / f"{name}-{CACHE_VERSION}.safetensors"
     if path.is_file():
         return path
-    from .example_training import train_example
+    from edgekit.models.example_training import train_example
 
     train_example(name, path)
     return path
 
 
 def example_splits():
-    from ..data import load_data, make_splits
+    from edgekit.data import load_data, make_splits
 
     return make_splits(load_data("example:mnist"), SPLIT, SEED)
 

@@ -18,20 +18,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from . import distributed
-from .data import load_for, make_splits
-from .data.splits import parse_fractions
-from .errors import InputError
-from .outdir import claimed_output, input_paths
-from .fsutil import write_json
-from .metrics import accuracy, count_params, mean_cosine, top1_agreement
-from .models import load_model
-from .models.loader import load_weights_into
-from .progress import console
-from .recipe import DistillConfig
-from .stages.fidelity import agreement_scorer, check_teacher_fits, torch_outputs
-from .torch_artifact import example_inputs
-from .training import Resume, TrainConfig, build_aux_losses, check_aux_losses, distill, epoch_batches
+from edgekit.distill import distributed
+from edgekit.data import load_for, make_splits
+from edgekit.data.splits import parse_fractions
+from edgekit.errors import InputError
+from edgekit.outdir import claimed_output, input_paths
+from edgekit.files import write_json
+from edgekit.measure.metrics import accuracy, count_params, mean_cosine, top1_agreement
+from edgekit.models import load_model
+from edgekit.models.loader import load_weights_into
+from edgekit.progress import console
+from edgekit.recipe import DistillConfig
+from edgekit.measure.fidelity import agreement_scorer, check_teacher_fits, torch_outputs
+from edgekit.stages._torch import example_inputs
+from edgekit.distill.loop import Resume, TrainConfig, build_aux_losses, check_aux_losses, distill, epoch_batches
 
 HISTORY, STUDENT, REPORT, STUDENT_FOLDER = "history.json", "student.safetensors", "report.json", "student"
 RUN = "run.json"
@@ -122,7 +122,7 @@ def _batches(cfg: DistillConfig, teacher, train, names: list[str]):
     """Plain shuffled epochs, or the entropy curriculum's growing pool (with its fraction per epoch)."""
     if cfg.curriculum is None:
         return epoch_batches(train, names, cfg.batch_size, cfg.seed), None
-    from .curriculum import curriculum_batches, entropy_ranking, fraction_at
+    from edgekit.distill.curriculum import curriculum_batches, entropy_ranking, fraction_at
 
     ranking = entropy_ranking(teacher, train, names, cfg.temperature)
     return (curriculum_batches(train, names, cfg.batch_size, cfg.seed, ranking, cfg.curriculum, cfg.epochs),
@@ -186,8 +186,8 @@ def _check_same_settings(cfg: DistillConfig) -> None:
 def _save_transformers_folder(model, folder: Path, tokenizer: Path | None) -> bool:
     """A transformers student is also saved as a folder with the tokenizer, so `compress --model OUT/student`
     takes it as it is; other students are rebuilt from their factory with OUT/student.safetensors."""
-    from .data.text import copy_tokenizer
-    from .fsutil import atomic_dir
+    from edgekit.data.text import copy_tokenizer
+    from edgekit.files import atomic_dir
 
     if not hasattr(model, "save_pretrained"):
         return False

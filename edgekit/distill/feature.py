@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
+from edgekit.errors import InputError
 
 
 def parse_pairs(specs: list[str] | None) -> list[tuple[str, str]]:

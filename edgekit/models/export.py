@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import StageError
+from edgekit.errors import StageError
 
 
 def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str],

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.text import trim_padding
-from .distributed import Runtime, autocast, current, mean_over_processes, no_sync, shard, wrap
+from edgekit.data.text import trim_padding
+from edgekit.distill.distributed import Runtime, autocast, current, mean_over_processes, no_sync, shard, wrap
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
@@ -94,11 +94,11 @@ def build_aux_losses(feature_kd: Sequence[str] | None, feature_weight: float, at
     """The extra terms `distill` and QAD both take: feature pairs and attention-map transfer."""
     aux = []
     if feature_kd:
-        from .feature_kd import FeatureKD, parse_pairs
+        from edgekit.distill.feature import FeatureKD, parse_pairs
 
         aux.append(FeatureKD(parse_pairs(list(feature_kd)), feature_weight))
     if attention_kd > 0:
-        from .attention_kd import AttentionKD
+        from edgekit.distill.attention import AttentionKD
 
         aux.append(AttentionKD(attention_kd))
     return aux

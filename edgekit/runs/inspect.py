@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .metrics import onnx_params_and_macs
-from .fsutil import scratch_dir
+from edgekit.errors import InputError
+from edgekit.measure.metrics import onnx_params_and_macs
+from edgekit.files import scratch_dir
 
 
 def run_inspect(spec: str, weights: str | None, data: str | None,
                 input_shape: list[int] | None = None) -> dict[str, Any]:
-    from .models import load_model
+    from edgekit.models import load_model
 
     model = load_model(spec, weights)
     if model.is_onnx:
@@ -20,11 +20,11 @@ def run_inspect(spec: str, weights: str | None, data: str | None,
         return {"model": spec, "format": "onnx", "params": params, "macs": macs, "inputs": model.input_names}
     example = _example(model, data, input_shape)
     with scratch_dir("inspect") as tmp:
-        from .onnx_export import export_onnx
+        from edgekit.models.export import export_onnx
 
         path = export_onnx(model.module, example, model.input_names, Path(tmp) / "m.onnx")
         _, macs = onnx_params_and_macs(path, {n: tuple(t.shape) for n, t in zip(model.input_names, example)})
-    from .metrics import count_params
+    from edgekit.measure.metrics import count_params
 
     return {"model": spec, "format": "torch", "params": count_params(model.module), "macs": macs,
             "inputs": {n: list(t.shape) for n, t in zip(model.input_names, example)},

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..progress import console
-from .example import CACHE_VERSION, SEED, SPLIT, cache_dir
+from edgekit.progress import console
+from edgekit.examples.models import CACHE_VERSION, SEED, SPLIT, cache_dir
 
 TEACHER = dict(hidden_size=128, num_hidden_layers=3, num_attention_heads=4, intermediate_size=512)
 STUDENT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256)
@@ -26,7 +26,7 @@ TEACHER_EPOCHS, TEACHER_LR = 12, 1e-3
 def bert_config(vocab_size: int, **sizes):
     from transformers import BertConfig
 
-    from ..data.text_example import LABEL_NAMES
+    from edgekit.data.text_example import LABEL_NAMES
 
     return BertConfig(vocab_size=vocab_size, max_position_embeddings=MAX_POSITIONS, num_labels=2,
                       id2label=dict(enumerate(LABEL_NAMES)), label2id={n: i for i, n in enumerate(LABEL_NAMES)},
@@ -34,11 +34,11 @@ def bert_config(vocab_size: int, **sizes):
 
 
 def text_student():
-    """A fresh student for `edgekit distill --student edgekit.models.text_example:text_student`
+    """A fresh student for `edgekit distill --student edgekit.examples.text:text_student`
     (2 layers, hidden 64, 4 heads): it shares the teacher's tokenizer, so its vocabulary size too."""
     from transformers import BertForSequenceClassification
 
-    from ..data.text import load_tokenizer
+    from edgekit.data.text import load_tokenizer
 
     torch.manual_seed(0)
     vocab = load_tokenizer(ensure_teacher()).get_vocab_size()
@@ -47,7 +47,7 @@ def text_student():
 
 def ensure_teacher() -> Path:
     """The cached teacher folder (config, weights, tokenizer); trained once, written atomically."""
-    from ..fsutil import atomic_dir
+    from edgekit.files import atomic_dir
 
     folder = cache_dir() / f"text-teacher-{CACHE_VERSION}"
     if (folder / "config.json").is_file():
@@ -64,8 +64,8 @@ def _train_teacher(folder: Path) -> None:
     import transformers
     from transformers import BertForSequenceClassification
 
-    from ..data import make_splits
-    from ..data.text_example import sentiment
+    from edgekit.data import make_splits
+    from edgekit.data.text_example import sentiment
 
     texts = sentiment()
     order = np.random.default_rng(SEED).permutation(len(texts))
@@ -102,7 +102,7 @@ def train_tokenizer(texts: list[str], folder: Path) -> None:
 
 
 def _vocab_size(folder: Path) -> int:
-    from ..data.text import load_tokenizer
+    from edgekit.data.text import load_tokenizer
 
     return load_tokenizer(folder).get_vocab_size()
 
@@ -110,7 +110,7 @@ def _vocab_size(folder: Path) -> int:
 def _fit(model, train) -> None:
     import torch.nn.functional as F
 
-    from ..data.text import trim_padding
+    from edgekit.data.text import trim_padding
 
     opt = torch.optim.AdamW(model.parameters(), lr=TEACHER_LR)
     steps = TEACHER_EPOCHS * -(-len(train) // 64)

@@ -16,9 +16,9 @@ import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from .errors import InputError, OutputExistsError
-from .fsutil import json_text, scratch_dir, sha256_file
-from .manifest import MANIFEST
+from edgekit.errors import InputError, OutputExistsError
+from edgekit.files import json_text, scratch_dir, sha256_file
+from edgekit.bundle.manifest import MANIFEST
 
 BUNDLE_FORMAT = "edgekit-bundle/1"
 FIXED_MTIME = 0
@@ -30,7 +30,7 @@ class BundleError(InputError):
 
 def pack(folder: Path, output: Path | None = None, force: bool = False) -> dict:
     """OUT/<target> → OUT/<target>.tar.gz with the apps, samples, README and an all-files manifest."""
-    from .bundle_apps import render_apps
+    from edgekit.bundle.apps import render_apps
 
     folder = Path(folder)
     manifest = _artifact_manifest(folder)

@@ -8,18 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .fsutil import scratch_dir, write_json
+from edgekit.errors import InputError
+from edgekit.files import scratch_dir, write_json
 
 
 def run_scan(model_spec: str, weights: str | None, data_spec: str, out: Path, target_spec: str, ratios_text: str,
              max_drop: float, eval_samples: int, protect: list[str] | None, seed: int, force: bool) -> dict[str, Any]:
     import torch
 
-    from .outdir import check_output, claimed_output
-    from .models import load_model
-    from .pruning.scan import plot_scan, propose, scan
-    from .target import load_target
+    from edgekit.outdir import check_output, claimed_output
+    from edgekit.models import load_model
+    from edgekit.pruning.scan import plot_scan, propose, scan
+    from edgekit.target import load_target
 
     ratios = _ratios(ratios_text)
     if eval_samples < 1:

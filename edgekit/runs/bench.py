@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .data import load_for
-from .data.text import tokenizer_folder
-from .errors import InputError
-from .manifest import MANIFEST
+from edgekit.data import load_for
+from edgekit.data.text import tokenizer_folder
+from edgekit.errors import InputError
+from edgekit.bundle.manifest import MANIFEST
 
 
 def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -> dict[str, Any]:
-    from .backends import ort as ort_backend
-    from .stages.bench import BenchSettings, measure_model
+    from edgekit.backends import ort as ort_backend
+    from edgekit.stages.bench import BenchSettings, measure_model
 
     manifest = _read_manifest(folder)
     names = [i["name"] for i in manifest["inputs"]]
@@ -43,7 +43,7 @@ def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -
 
 def _check_data_fits(model: Path, samples, names: list[str], data: str) -> None:
     """One sample through the model and the labels against its outputs, before anything is timed."""
-    from .backends import ort as ort_backend
+    from edgekit.backends import ort as ort_backend
 
     inputs, _ = next(samples.batches(1))
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..metrics import accuracy, mean_cosine, top1_agreement
+from edgekit.measure.metrics import accuracy, mean_cosine, top1_agreement
 
 
 def torch_outputs(model, samples, input_names: list[str], batch_size: int = 256) -> np.ndarray:
@@ -20,7 +20,7 @@ def torch_outputs(model, samples, input_names: list[str], batch_size: int = 256)
 
 def check_teacher_fits(teacher, student, splits, input_names: list[str]) -> None:
     """The teacher must read the student's inputs and answer in the same shape, or KD cannot compare them."""
-    from ..errors import InputError
+    from edgekit.errors import InputError
 
     inputs, _ = next(splits.calib.batches(2))
     tensors = tuple(torch.from_numpy(inputs[n]) for n in input_names)

@@ -13,12 +13,12 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from .errors import InputError
+from edgekit.errors import InputError
 
 
 def entropy_ranking(teacher, samples, names: list[str], temperature: float) -> np.ndarray:
     """Sample indices from the most to the least confident teacher prediction."""
-    from .stages.fidelity import torch_outputs
+    from edgekit.measure.fidelity import torch_outputs
 
     logits = torch.from_numpy(torch_outputs(teacher, samples, names)).float()
     if logits.dim() != 2:
@@ -36,7 +36,7 @@ def fraction_at(start: float, epoch: int, epochs: int) -> float:
 def curriculum_batches(samples, names: list[str], batch_size: int, seed: int, ranking: np.ndarray,
                        start: float, epochs: int) -> Callable[[int], Iterable]:
     """`batches(epoch)` over the easiest `fraction_at(epoch)` of the samples, shuffled from `seed`."""
-    from .training import epoch_batches
+    from edgekit.distill.loop import epoch_batches
 
     def pool(epoch: int) -> np.ndarray:
         return ranking[:max(1, int(round(fraction_at(start, epoch, epochs) * len(ranking))))]

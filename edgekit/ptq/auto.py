@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..backends import ort as ort_backend
-from ..metrics import mean_cosine, top1_agreement
-from ..fsutil import scratch_dir
+from edgekit.backends import ort as ort_backend
+from edgekit.measure.metrics import mean_cosine, top1_agreement
+from edgekit.files import scratch_dir
 
 METHODS = ("minmax", "percentile", "entropy", "mse")
 

@@ -16,7 +16,7 @@ COUNT = 8
 
 
 def write_reference(path: Path, model: Path, samples, input_names: list[str], count: int = COUNT) -> None:
-    from .backends import ort as ort_backend
+    from edgekit.backends import ort as ort_backend
 
     sess = ort_backend.session(model)
     ins: list[list[np.ndarray]] = [[] for _ in input_names]

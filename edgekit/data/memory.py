@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import DataError, ModelLoadError
+from edgekit.errors import DataError, ModelLoadError
 
 _MODELS: dict[str, Any] = {}
 _DATA: dict[str, Any] = {}
@@ -31,8 +31,8 @@ def register_data(data) -> str:
 
 
 def load_memory_model(spec: str):
-    from .models.loader import LoadedModel
-    from .models.wrappers import LogitsOnly, forward_input_names
+    from edgekit.models.loader import LoadedModel
+    from edgekit.models.wrappers import LogitsOnly, forward_input_names
 
     if spec not in _MODELS:
         raise ModelLoadError(f"{spec} is not registered in this process; pass the nn.Module to edgekit.compress")
@@ -49,8 +49,8 @@ def load_memory_data(spec: str):
 
 def to_sample_set(data, source: str):
     """Accept {name: array}, (x, y), or an iterable of such batches (torch tensors or numpy)."""
-    from .data.readers import _as_float32
-    from .data.samples import SampleSet
+    from edgekit.data.readers import _as_float32
+    from edgekit.data.samples import SampleSet
 
     if isinstance(data, dict) or (isinstance(data, tuple) and len(data) == 2 and _is_array(data[0])):
         batches: Iterable = [data]

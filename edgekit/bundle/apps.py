@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def render_apps(root: Path, manifest: dict) -> None:

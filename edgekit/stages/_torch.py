@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .artifact import Artifact
-from .models import load_model
-from .models.loader import load_weights_into
+from edgekit.artifact import Artifact
+from edgekit.models import load_model
+from edgekit.models.loader import load_weights_into
 
 WEIGHTS = "weights.safetensors"
 PLAN = "plan.json"
@@ -33,7 +33,7 @@ def materialize(artifact: Artifact, example: tuple[torch.Tensor, ...]) -> nn.Mod
     if artifact.has("plan"):
         apply_plan(model, json.loads(artifact.path("plan").read_text()), example)
     if artifact.bn_folded:
-        from .quant.bn_fold import fold_batchnorm
+        from edgekit.quant.bn_fold import fold_batchnorm
 
         fold_batchnorm(model, example)
     if artifact.has("weights"):
@@ -44,8 +44,8 @@ def materialize(artifact: Artifact, example: tuple[torch.Tensor, ...]) -> nn.Mod
 def apply_plan(model: nn.Module, plan: dict, example: tuple[torch.Tensor, ...]) -> None:
     import torch_pruning as tp
 
-    from .pruning.attention import sync_attention_attributes
-    from .pruning.channel_split import split_blocks
+    from edgekit.pruning.attention import sync_attention_attributes
+    from edgekit.pruning.channel_split import split_blocks
 
     split_blocks(model, plan.get("channel_splits", {}))
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=list(example), verbose=False)

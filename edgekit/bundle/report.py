@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifact import Artifact
-from .fsutil import write_json, write_text
+from edgekit.artifact import Artifact
+from edgekit.files import write_json, write_text
 
 
 def build_report(artifact: Artifact, measurements: dict[str, Any], target: str) -> dict[str, Any]:

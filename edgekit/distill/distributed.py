@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .errors import InputError
+from edgekit.errors import InputError
 
 
 @dataclass(frozen=True)

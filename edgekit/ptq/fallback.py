@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from ..fsutil import scratch_dir
+from edgekit.files import scratch_dir
 
 
 def node_sensitivity(fp32: Path, qdq: Path, samples, names: list[str], limit: int = 32) -> list[tuple[str, float]]:
@@ -50,7 +50,7 @@ def _tensor_values(path: Path, tensors: list[str], samples, names: list[str], li
     import onnx
     from onnx import TensorProto, helper
 
-    from ..backends import ort as ort_backend
+    from edgekit.backends import ort as ort_backend
 
     model = onnx.load(str(path))
     present = {o for n in model.graph.node for o in n.output}

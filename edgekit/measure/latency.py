@@ -1,6 +1,6 @@
 """Time one ONNX model in a fresh process, so its peak memory is its own.
 
-Run as `python -m edgekit.latency MODEL INPUTS.npz WARMUP RUNS THREADS`;
+Run as `python -m edgekit.measure.latency MODEL INPUTS.npz WARMUP RUNS THREADS`;
 prints one JSON line. Kept free of edgekit imports beyond the standard
 library, numpy and onnxruntime so it can also run on a board.
 """

@@ -9,23 +9,23 @@ from typing import Any
 
 import numpy as np
 
-from . import distributed
-from .artifact import Artifact
-from .data import make_splits
-from .data.text import copy_tokenizer
-from .data.splits import parse_fractions
-from .errors import BudgetExceededError, DataError, InputError
-from .fsutil import atomic_dir
-from .manifest import write_manifest
-from .outdir import claimed_output, input_paths
-from .models import load_model
-from .pipeline import Context, run_stages
-from .recipe import CompressConfig, load_layer_ratios
-from .reference import REFERENCE, write_reference
-from .report import build_report, write_report
-from .stages.fidelity import check_teacher_fits, drop_unit, fidelity_drop
-from .target import load_target
-from .fsutil import scratch_dir
+from edgekit.distill import distributed
+from edgekit.artifact import Artifact
+from edgekit.data import make_splits
+from edgekit.data.text import copy_tokenizer
+from edgekit.data.splits import parse_fractions
+from edgekit.errors import BudgetExceededError, DataError, InputError
+from edgekit.files import atomic_dir
+from edgekit.bundle.manifest import write_manifest
+from edgekit.outdir import claimed_output, input_paths
+from edgekit.models import load_model
+from edgekit.pipeline import Context, run_stages
+from edgekit.recipe import CompressConfig, load_layer_ratios
+from edgekit.measure.reference import REFERENCE, write_reference
+from edgekit.bundle.report import build_report, write_report
+from edgekit.measure.fidelity import check_teacher_fits, drop_unit, fidelity_drop
+from edgekit.target import load_target
+from edgekit.files import scratch_dir
 
 
 def run_compress(cfg: CompressConfig) -> dict[str, Any]:
@@ -74,8 +74,8 @@ def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
 def _follow(stages: list, target, splits, teacher, cfg: CompressConfig, student, rank: int) -> dict[str, Any]:
     """A torchrun process other than 0: the same stages up to the last one that trains, in a scratch folder,
     so every DDP step has its partner; nothing is written to OUT."""
-    from .stages.prune import PruneStage
-    from .stages.qad import QadStage
+    from edgekit.stages.prune import PruneStage
+    from edgekit.stages.qad import QadStage
 
     last = max((i for i, s in enumerate(stages) if isinstance(s, (PruneStage, QadStage))), default=-1)
     with scratch_dir("rank") as scratch:
@@ -110,7 +110,7 @@ def _splits(cfg: CompressConfig, student):
 
 def check_model_fits(model, splits) -> np.ndarray | None:
     """Run one sample through the model: shape and label errors surface before any output is written."""
-    from .backends import ort as ort_backend
+    from edgekit.backends import ort as ort_backend
 
     inputs, _ = next(splits.calib.batches(1))
     try:
@@ -155,8 +155,8 @@ def _check_aux_losses(cfg: CompressConfig, student, teacher, splits) -> None:
         return
     if cfg.quant != "qad":
         raise InputError("--feature-kd and --attention-kd train during QAD; add --quant qad or drop them")
-    from .torch_artifact import example_inputs
-    from .training import build_aux_losses, check_aux_losses
+    from edgekit.stages._torch import example_inputs
+    from edgekit.distill.loop import build_aux_losses, check_aux_losses
 
     aux = build_aux_losses(cfg.feature_kd, cfg.feature_weight, cfg.attention_kd)
     check_aux_losses(aux, student.module, teacher, example_inputs(splits, student.input_names))
@@ -170,13 +170,13 @@ def _initial_artifact(student) -> Artifact:
 
 
 def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
-    from .stages.bench import BenchSettings, BenchStage
-    from .stages.calibrate import CalibrateStage
-    from .stages.compile import CompileStage
-    from .stages.export import ExportStage
-    from .stages.prune import PruneStage
-    from .stages.qad import QadStage
-    from .stages.source import SourceStage
+    from edgekit.stages.bench import BenchSettings, BenchStage
+    from edgekit.stages.calibrate import CalibrateStage
+    from edgekit.stages.compile import CompileStage
+    from edgekit.stages.export import ExportStage
+    from edgekit.stages.prune import PruneStage
+    from edgekit.stages.qad import QadStage
+    from edgekit.stages.source import SourceStage
 
     stages: list = [SourceStage(opset=target.opset)]
     if _prunes(cfg, is_onnx):
@@ -198,7 +198,7 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
     stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset, preset=target.quant_preset,
                               max_drop=cfg.max_accuracy_drop))
     if target.runtime == "tensorrt":
-        from .stages.compile_trt import TensorRTCompileStage
+        from edgekit.stages.compile_trt import TensorRTCompileStage
 
         stages.append(TensorRTCompileStage(target))
     else:

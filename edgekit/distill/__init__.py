@@ -1,0 +1,1 @@
+"""Knowledge distillation: the training loop, logit, feature and attention-map losses, curriculum, torchrun processes."""

@@ -1,0 +1,1 @@
+"""The one place that measures: accuracy, agreement and cosine, fidelity drops, latency, reference outputs."""

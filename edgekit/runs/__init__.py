@@ -1,0 +1,1 @@
+"""Orchestration of each command: validate the inputs, run the stages, publish the output; no algorithm lives here."""
