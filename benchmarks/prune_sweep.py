@@ -49,7 +49,7 @@ def hf_model(kind: str, images: np.ndarray):
 
 def _recalibrate(model, images: np.ndarray) -> None:
     from edgekit.data import SampleSet
-    from edgekit.stages.prune import recalibrate_batchnorm
+    from edgekit.pruning.prune import recalibrate_batchnorm
 
     recalibrate_batchnorm(model, SampleSet(source="photos", arrays={"pixel_values": images}), ["pixel_values"])
 
@@ -74,7 +74,7 @@ def latency_ms(model, example, names, runs: int) -> tuple[float, int, int]:
 
 def sweep_image_model(kind: str, images: np.ndarray, runs: int) -> list[dict]:
     from edgekit.measure.metrics import top1_agreement
-    from edgekit.stages.prune import prune_l1
+    from edgekit.pruning.prune import prune_l1
 
     base = hf_model(kind, images[:32])
     example = (torch.from_numpy(images[:1]),)
@@ -101,7 +101,7 @@ def sweep_mnist(runs: int) -> list[dict]:
     from edgekit.examples.models import accuracy, example_splits
     from edgekit.pipeline import Context
     from edgekit.pruning.search import finetune
-    from edgekit.stages.prune import prune_l1, recalibrate_batchnorm
+    from edgekit.pruning.prune import prune_l1, recalibrate_batchnorm
 
     splits = example_splits()
     teacher = load_model("example:mnist-student").module

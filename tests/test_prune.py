@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from edgekit.models import load_model
-from edgekit.stages.prune import channel_counts, prune_l1
+from edgekit.pruning.prune import channel_counts, prune_l1
 from edgekit.stages._torch import apply_plan
 
 
@@ -91,7 +91,7 @@ def test_apply_plan_is_what_prune_did(tiny_weights):
 
 @pytest.mark.parametrize("importance", ["l1", "l2", "bn-scale", "taylor"])
 def test_each_importance_criterion_prunes_and_they_disagree(importance, tiny_weights, digits_npz):
-    from edgekit.stages.prune import PruneStage, prune_model
+    from edgekit.pruning.prune import PruneSettings, prune_model
 
     model = load_model("tiny_models:resnet_tiny", tiny_weights).module
     arrays = np.load(digits_npz)
@@ -99,7 +99,7 @@ def test_each_importance_criterion_prunes_and_they_disagree(importance, tiny_wei
     if importance == "taylor":
         batches = [((torch.from_numpy(arrays["x"][i:i + 64]),), torch.from_numpy(arrays["y"][i:i + 64]))
                    for i in range(0, 256, 64)]
-    plan = prune_model(model, _example(), PruneStage(ratio=0.5, importance=importance), batches=batches)
+    plan = prune_model(model, _example(), PruneSettings(ratio=0.5, importance=importance), batches=batches)
     kept = {name: idx for name, out, idx in plan["history"] if out}
     assert plan["importance"] == importance and kept
     assert model(*_example()).shape == (2, 10)
@@ -116,10 +116,10 @@ def test_criteria_choose_different_channels():
 
 
 def test_global_ranking_prunes_layers_unevenly(tiny_weights):
-    from edgekit.stages.prune import PruneStage, prune_model
+    from edgekit.pruning.prune import PruneSettings, prune_model
 
     model = load_model("tiny_models:resnet_tiny", tiny_weights).module
-    plan = prune_model(model, _example(), PruneStage(ratio=0.5, global_ranking=True, round_to=1, min_channels=1))
+    plan = prune_model(model, _example(), PruneSettings(ratio=0.5, global_ranking=True, round_to=1, min_channels=1))
     ratios = {name: out / {"model.block1.conv1": 16, "model.down.0": 32, "model.block2.conv1": 32}[name]
               for name, (_, out) in plan["channels"].items()
               if name in ("model.block1.conv1", "model.down.0", "model.block2.conv1")}
@@ -127,8 +127,8 @@ def test_global_ranking_prunes_layers_unevenly(tiny_weights):
 
 
 def test_floor_keeps_small_layers_from_collapsing(tiny_weights):
-    from edgekit.stages.prune import PruneStage, prune_model
+    from edgekit.pruning.prune import PruneSettings, prune_model
 
     model = load_model("tiny_models:resnet_tiny", tiny_weights).module
-    plan = prune_model(model, _example(), PruneStage(ratio=0.8, round_to=1, min_channels=12))
+    plan = prune_model(model, _example(), PruneSettings(ratio=0.8, round_to=1, min_channels=12))
     assert plan["channels"]["model.block1.conv1"][1] >= 12

@@ -7,12 +7,12 @@ import torch
 from arch_zoo import ZOO, build
 from edgekit.models.export import export_onnx
 from edgekit.pruning.attention import attention_modules
-from edgekit.stages.prune import PruneStage, prune_model
+from edgekit.pruning.prune import PruneSettings, prune_model
 from edgekit.stages._torch import apply_plan
 
 
 def _prune(model, example, ratio):
-    return prune_model(model, example, PruneStage(ratio=ratio, round_to=8))
+    return prune_model(model, example, PruneSettings(ratio=ratio, round_to=8))
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
@@ -68,7 +68,7 @@ def test_channel_split_in_forward_becomes_separate_convolutions():
     model, example = build("yolo-c2f")
     with torch.no_grad():
         before = model(*example)
-    plan = prune_model(model, example, PruneStage(ratio=0.0, round_to=8,
+    plan = prune_model(model, example, PruneSettings(ratio=0.0, round_to=8,
                                                   layer_ratios={"model.c2.cv1.parts.0.0": 0.5}))
     assert plan["channel_splits"]["model.c2.cv1"] == [16, 16]
     assert plan["channels"]["model.c2.cv1.parts.0.0"][1] == 8 and plan["channels"]["model.c2.cv1.parts.1.0"][1] == 16
@@ -82,7 +82,7 @@ def test_head_pruning_never_removes_more_than_the_ratio(ratio, heads, removed):
     """torch-pruning removes ceil(share × heads); the share edgekit passes removes floor(ratio × heads)."""
     import math
 
-    from edgekit.stages.prune import head_ratio
+    from edgekit.pruning.prune import head_ratio
 
     share = head_ratio(ratio, {"layer": heads})
     assert (math.ceil(share * heads) if share > 0 else 0) == removed

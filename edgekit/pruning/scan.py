@@ -45,7 +45,7 @@ def scan(model: nn.Module, example: tuple[torch.Tensor, ...], evals, input_names
          recalib=None) -> dict[str, Any]:
     """`recalib` (a SampleSet disjoint from `evals`) re-estimates BatchNorm statistics after each cut."""
     from edgekit.measure.fidelity import torch_outputs
-    from edgekit.stages.prune import PruneStage, prune_model, recalibrate_batchnorm
+    from edgekit.pruning.prune import PruneSettings, prune_model, recalibrate_batchnorm
 
     reference = torch_outputs(model, evals, input_names)
     base = measure(model, example, input_names, evals, reference, runs)
@@ -54,7 +54,7 @@ def scan(model: nn.Module, example: tuple[torch.Tensor, ...], evals, input_names
         rows = []
         for ratio in ratios:
             candidate = copy.deepcopy(model)
-            stage = PruneStage(ratio=0.0, round_to=round_to, protect=protect, layer_ratios={root: ratio})
+            stage = PruneSettings(ratio=0.0, round_to=round_to, protect=protect, layer_ratios={root: ratio})
             plan = prune_model(candidate, example, stage)
             if recalib is not None:
                 recalibrate_batchnorm(candidate, recalib, input_names)

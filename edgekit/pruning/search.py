@@ -38,7 +38,7 @@ def finetune(model, ctx, names: list[str], epochs: int, lr: float | None = None)
 
 def prune_iteratively(model, example, settings, ctx, names: list[str], steps: int, epochs: int) -> dict[str, Any]:
     """`steps` rounds whose kept fractions multiply to 1 - ratio; returns the combined plan."""
-    from edgekit.stages.prune import prune_model, recalibrate_batchnorm
+    from edgekit.pruning.prune import prune_model, recalibrate_batchnorm
 
     keep = (1.0 - settings.ratio) ** (1.0 / steps)
     history: list = []
@@ -58,7 +58,7 @@ def prune_iteratively(model, example, settings, ctx, names: list[str], steps: in
 def budget_search(model, example, settings, ctx, names: list[str], epochs: int) -> tuple[Any, dict[str, Any], dict]:
     """Return (pruned model, plan, report) for the fastest candidate within the budget."""
     from edgekit.measure.fidelity import fidelity_drop, teacher_outputs, torch_fidelity
-    from edgekit.stages.prune import prune_model, recalibrate_batchnorm
+    from edgekit.pruning.prune import prune_model, recalibrate_batchnorm
     from edgekit.pruning.scan import measure, propose, scan
 
     evals = ctx.splits.eval

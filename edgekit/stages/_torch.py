@@ -1,4 +1,5 @@
-"""Save and rebuild torch artifacts as source spec + JSON pruning plan + safetensors.
+"""What the stages share: torch artifacts saved and rebuilt as source spec + JSON pruning plan +
+safetensors, and the pre-processed FP32 ONNX graph that calibration, QAD and export start from.
 
 A pickled nn.Module would run arbitrary code on load and break on refactors;
 a plan re-applied to a fresh build of the student avoids both.
@@ -7,6 +8,7 @@ a plan re-applied to a fresh build of the student avoids both.
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -15,10 +17,14 @@ from torch import nn
 
 from edgekit.artifact import Artifact
 from edgekit.models import load_model
+from edgekit.backends import ort as ort_backend
+from edgekit.models.export import export_onnx
 from edgekit.models.loader import load_weights_into
 
 WEIGHTS = "weights.safetensors"
 PLAN = "plan.json"
+MODEL = "model.onnx"
+RANGES = "ranges.json"
 
 
 def example_inputs(ctx_splits, input_names: list[str]) -> tuple[torch.Tensor, ...]:
@@ -62,3 +68,23 @@ def save_weights(model: nn.Module, folder: Path) -> str:
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(Path(folder) / WEIGHTS), metadata={"format": "pt"})
     return WEIGHTS
+
+
+def fp32_graph(ctx, artifact: Artifact, out: Path, opset: int) -> dict[str, str]:
+    """Write the pre-processed FP32 ONNX of the artifact to out/model.onnx; keep torch files."""
+    files: dict[str, str] = {}
+    raw = out / "raw.onnx"
+    if artifact.format == "torch":
+        example = example_inputs(ctx.splits, artifact.input_names)
+        export_onnx(materialize(artifact, example), example, artifact.input_names, raw, opset)
+        for role in ("plan", "weights"):
+            if artifact.has(role) and artifact.path(role).resolve() != (out / artifact.files[role]).resolve():
+                shutil.copyfile(artifact.path(role), out / artifact.files[role])
+            if artifact.has(role):
+                files[role] = artifact.files[role]
+    else:
+        shutil.copyfile(artifact.path("onnx"), raw)
+    ort_backend.preprocess(raw, out / MODEL)
+    raw.unlink()
+    files["onnx"] = MODEL
+    return files

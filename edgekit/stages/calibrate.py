@@ -8,7 +8,6 @@ its ranges replace edgekit's wherever NNCF quantizes a tensor.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,9 @@ from edgekit.artifact import Artifact
 from edgekit.backends import ort as ort_backend
 from edgekit.errors import InputError
 from edgekit.files import write_json
-from edgekit.models.export import export_onnx
-from edgekit.stages._torch import example_inputs, materialize
+from edgekit.stages._torch import MODEL, RANGES, fp32_graph
 
-MODEL = "model.onnx"
 CALIBRATORS = ("edgekit", "nncf")
-RANGES = "ranges.json"
 
 
 @dataclass
@@ -64,23 +60,3 @@ class CalibrateStage:
         files["ranges"] = RANGES
         spans = [hi - lo for lo, hi in ranges.values()]
         return artifact.derive(out, "onnx", files), {**report, "widest_range": max(spans) if spans else 0.0}
-
-
-def fp32_graph(ctx, artifact: Artifact, out: Path, opset: int) -> dict[str, str]:
-    """Write the pre-processed FP32 ONNX of the artifact to out/model.onnx; keep torch files."""
-    files: dict[str, str] = {}
-    raw = out / "raw.onnx"
-    if artifact.format == "torch":
-        example = example_inputs(ctx.splits, artifact.input_names)
-        export_onnx(materialize(artifact, example), example, artifact.input_names, raw, opset)
-        for role in ("plan", "weights"):
-            if artifact.has(role) and artifact.path(role).resolve() != (out / artifact.files[role]).resolve():
-                shutil.copyfile(artifact.path(role), out / artifact.files[role])
-            if artifact.has(role):
-                files[role] = artifact.files[role]
-    else:
-        shutil.copyfile(artifact.path("onnx"), raw)
-    ort_backend.preprocess(raw, out / MODEL)
-    raw.unlink()
-    files["onnx"] = MODEL
-    return files

@@ -11,7 +11,7 @@ from typing import Any
 from edgekit.artifact import Artifact
 from edgekit.backends import ort as ort_backend
 from edgekit.errors import InputError
-from edgekit.stages.calibrate import fp32_graph
+from edgekit.stages._torch import fp32_graph
 from edgekit.measure.fidelity import fidelity, fidelity_drop
 
 MODEL = "model.onnx"

@@ -30,7 +30,7 @@ from edgekit.quant.prepare import (attach_output_quant, fold_batchnorm_under_qat
                              strip_qat)
 from edgekit.stages._torch import example_inputs, materialize, save_weights
 from edgekit.distill.loop import TrainConfig, distill, epoch_batches
-from edgekit.stages.calibrate import RANGES, fp32_graph
+from edgekit.stages._torch import RANGES, fp32_graph
 from edgekit.measure.fidelity import torch_fidelity
 
 RECOVERED = "pruned_fp32.onnx"

@@ -1,0 +1,151 @@
+"""Structured channel pruning: channels physically removed, coupled groups kept consistent.
+
+Torch-Pruning's dependency graph decides which channels must go together
+(residual adds, BN, depthwise/grouped convs, concat, attention heads); we
+choose the ratio, importance, protection and rounding, and return the result
+as a replayable JSON plan. No pipeline here: the prune stage, the scan and the
+budget search all call these.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekit.errors import InputError, StageError
+from edgekit.pruning.attention import head_counts, sync_attention_attributes
+from edgekit.pruning.channel_split import find_channel_splits, split_blocks
+from edgekit.pruning.importance import accumulate_taylor_gradients, make_importance
+from edgekit.pruning.policy import default_protected, ignored_layers, named_ratios, ratio_caps
+
+
+@dataclass
+class PruneSettings:
+    """What to prune and how; the prune stage carries these, scans and searches make their own."""
+
+    ratio: float
+    round_to: int = 8
+    protect: list[str] | None = None  # None: first and last layer
+    importance: str = "l1"
+    global_ranking: bool = False
+    min_channels: int = 8
+    max_layer_ratio: float = 0.9
+    layer_ratios: dict[str, float] | None = None  # per-layer ratios by name (from `edgekit prune scan`)
+    steps: int = 1  # iterative pruning: prune, recalibrate BN, distil, repeat
+    finetune_epochs: int = 1  # KD epochs after each step and for each budget candidate
+    max_accuracy_drop: float | None = None  # budget search over scan-based candidates
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ratio < 1.0:
+            raise InputError(f"--prune {self.ratio} is outside [0, 1); give a fraction of channels such as 0.5")
+        make_importance(self.importance)
+        if self.steps < 1:
+            raise InputError(f"--prune-steps {self.steps} must be at least 1")
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            raise InputError(f"--max-accuracy-drop {self.max_accuracy_drop} must be >= 0 points")
+
+    def settings(self) -> dict[str, Any]:
+        return {"ratio": self.ratio, "importance": self.importance, "round_to": self.round_to,
+                "protect": self.protect, "global": self.global_ranking, "min_channels": self.min_channels,
+                "max_layer_ratio": self.max_layer_ratio, "layer_ratios": self.layer_ratios, "steps": self.steps,
+                "finetune_epochs": self.finetune_epochs, "max_accuracy_drop": self.max_accuracy_drop}
+
+def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: PruneSettings,
+                batches=None, teacher: nn.Module | None = None, head_share: float | None = None) -> dict[str, Any]:
+    """Prune in place; return the replayable plan (history, heads, channel counts, settings).
+
+    `head_share` is the fraction of attention heads to remove (default: the channel ratio); iterative
+    pruning removes the whole run's heads in its first step, as one head is too coarse to split."""
+    import torch_pruning as tp
+
+    splits = find_channel_splits(model, example)
+    split_blocks(model, splits)
+    protect = settings.protect if settings.protect is not None else default_protected(model)
+    heads = head_counts(model)
+    ratios = named_ratios(model, settings.layer_ratios or {})
+    for module, cap in ratio_caps(model, 1.0, settings.min_channels, settings.max_layer_ratio).items():
+        wanted = ratios.get(module, settings.ratio)
+        if cap < wanted:  # only binding floors: a dict entry per layer would defeat global ranking
+            ratios[module] = cap
+    pruner = tp.pruner.MetaPruner(
+        model, list(example), importance=make_importance(settings.importance),
+        global_pruning=settings.global_ranking, pruning_ratio=settings.ratio,
+        pruning_ratio_dict=ratios or None,
+        max_pruning_ratio=settings.max_layer_ratio, ignored_layers=ignored_layers(model, protect),
+        round_to=settings.round_to if settings.round_to > 1 else None,
+        num_heads=heads, prune_num_heads=bool(heads), prune_head_dims=False,
+        head_pruning_ratio=head_ratio(settings.ratio if head_share is None else head_share, heads),
+    )
+    if batches is not None:
+        accumulate_taylor_gradients(model, batches, teacher)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pruner.step()
+    except Exception as exc:  # the graph tracer raises many types on unsupported models
+        raise StageError(f"pruning failed on this model ({' '.join(str(exc).split())[:160]}); "
+                         "try --protect on the layer named, or --prune 0") from exc
+    model.zero_grad(set_to_none=True)
+    head_map = sync_attention_attributes(model)
+    with torch.no_grad():
+        model.eval()(*example)
+    history = [[name, bool(out), [int(i) for i in idx]] for name, out, idx in pruner.pruning_history()]
+    return {**settings.settings(), "protect": protect, "history": history, "heads": head_map,
+            "channel_splits": splits, "channels": channel_counts(model)}
+
+
+def head_ratio(ratio: float, heads: dict) -> float:
+    """The head share to give torch-pruning, which removes ceil(share × heads) per layer: at most the
+    requested share (2 heads at 0.25 keep both rather than lose half), and none when that rounds to 0."""
+    if not heads:
+        return 0.0
+    fewest = min(heads.values())
+    removed = math.floor(ratio * fewest + 1e-9)
+    return 0.0 if removed == 0 else (removed - 1e-6) / fewest
+
+
+def prune_l1(model: nn.Module, example: tuple[torch.Tensor, ...], ratio: float, round_to: int,
+             protect: list[str] | None = None) -> list:
+    """L1 pruning with default policy; returns the history (used by tests and scripts)."""
+    return prune_model(model, example, PruneSettings(ratio=ratio, round_to=round_to, protect=protect))["history"]
+
+
+def recalibrate_batchnorm(model: nn.Module, samples, input_names: list[str], limit: int = 2048) -> None:
+    """Re-estimate BatchNorm statistics after channels were removed.
+
+    The surviving channels' inputs changed, so the stored running means and
+    variances no longer describe them; a no-grad pass over training data fixes
+    that at almost no cost.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the pass
+    model.train()
+    seen = 0
+    with torch.no_grad():
+        for inputs, _ in samples.batches(128):
+            model(*(torch.from_numpy(inputs[n]) for n in input_names))
+            seen += len(next(iter(inputs.values())))
+            if seen >= limit:
+                break
+    for bn in bns:
+        bn.momentum = 0.1
+    model.eval()
+
+
+def channel_counts(model: nn.Module) -> dict[str, list[int]]:
+    counts = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            counts[name] = [m.in_channels, m.out_channels]
+        elif isinstance(m, nn.Linear):
+            counts[name] = [m.in_features, m.out_features]
+    return counts
