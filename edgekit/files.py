@@ -1,4 +1,4 @@
-"""Atomic writes and content hashes, so no stage leaves half-written output."""
+"""Files: atomic writes, content hashes, scratch folders, YAML settings files and the data folders shipped with edgekit."""
 
 from __future__ import annotations
 
@@ -121,3 +121,32 @@ def atomic_dir(final: Path, replace: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_mapping(path: Path, error: type[Exception], what: str) -> dict:
+    """A YAML file that must hold a mapping, with one-line errors of the caller's type."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path} does not exist; check the path")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    except yaml.YAMLError as exc:
+        raise error(f"{what} {path} is not valid YAML ({' '.join(str(exc).split())[:120]}); fix its syntax") from exc
+    if not isinstance(raw, dict):
+        raise error(f"{what} {path} must hold a mapping of settings")
+    return raw
+
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def data_dir(name: str) -> Path:
+    """Return `targets` or `calibration`: packaged copy first, then the repo's."""
+    for candidate in (_PACKAGE / "_data" / name, _PACKAGE.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"edgekit data folder '{name}' is missing from the installation")

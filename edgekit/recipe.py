@@ -111,6 +111,6 @@ def load_layer_ratios(value: str | dict[str, float] | None) -> dict[str, float] 
 
 def load_recipe(path: Path) -> dict:
     """Settings from a YAML recipe; unknown keys are reported when the config is built."""
-    from edgekit.yamlio import read_mapping
+    from edgekit.files import read_mapping
 
     return read_mapping(path, InputError, "recipe")

@@ -8,8 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgekit.errors import TargetError
-from edgekit.resources import data_dir
-from edgekit.yamlio import read_mapping
+from edgekit.files import data_dir, read_mapping
 
 
 class BenchSettings(BaseModel):

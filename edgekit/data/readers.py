@@ -136,6 +136,6 @@ def check_finite(array: np.ndarray, name: str, source: str) -> np.ndarray:
 
 
 def load_preprocess(path: Path) -> dict:
-    from edgekit.yamlio import read_mapping
+    from edgekit.files import read_mapping
 
     return read_mapping(path, DataError, "preprocessing file")

@@ -24,7 +24,7 @@ SEED = 0
 def demo_recipe() -> dict:
     """What `edgekit demo` runs: calibration/mnist-demo.yaml, shipped with the package."""
     from edgekit.recipe import load_recipe
-    from edgekit.resources import data_dir
+    from edgekit.files import data_dir
 
     return load_recipe(data_dir("calibration") / "mnist-demo.yaml")
 
