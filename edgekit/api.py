@@ -1,4 +1,5 @@
-"""The Python API under the CLI: compress, bench, inspect. Each CLI command wraps one of these."""
+"""The Python API under the CLI: every command is one call here (compress, distill, bench, inspect, scan,
+pack, verify, profile, check_boards, engine_report, targets, demo)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,96 @@ def distill(**options: Any) -> dict[str, Any]:
     from edgekit.recipe import DistillConfig, validated
 
     return run_distill(validated(DistillConfig, options))
+
+
+def demo(out: str | Path = "edgekit-demo", target: str | None = None, force: bool = False) -> dict[str, Any]:
+    """The whole job on the built-in MNIST example, compiled for `target` (default: this machine's)."""
+    from edgekit.examples.models import demo_recipe
+    from edgekit.target import host_target
+
+    return compress(**{**demo_recipe(), "out": Path(out), "target": target or host_target(), "force": force})
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """A YAML recipe with any of compress's settings (validated when compress builds its config)."""
+    from edgekit.recipe import load_recipe as read
+
+    return read(Path(path))
+
+
+def scan(model: str, data: str, out: str | Path, weights: str | None = None, target: str = "arm64",
+         ratios: str = "0.25,0.5,0.75", max_drop: float = 1.0, eval_samples: int = 500,
+         protect: list[str] | None = None, seed: int = 0, force: bool = False) -> dict[str, Any]:
+    """`edgekit prune scan`: each channel group pruned alone at each ratio, measured; a per-layer proposal."""
+    from edgekit.runs.scan import run_scan
+
+    return run_scan(model, weights, data, Path(out), target, ratios, max_drop, eval_samples, protect, seed, force)
+
+
+def profile(bundle: str | Path, boards: list[str], inventory: str | Path | None = None,
+            ssh_config: str | Path | None = None, remote_python: str | None = None, runs: int = 200,
+            timeout: float = 600, out: str | Path | None = None) -> tuple[list[dict], list[str]]:
+    """Run a bundle (or an OUT/<target> folder) on boards over SSH; returns (results, one error line per failed board)."""
+    from edgekit.errors import InputError
+    from edgekit.remote.boards import load_inventory
+    from edgekit.remote.profile import profile_boards
+
+    bundle = Path(bundle)
+    if not bundle.exists():
+        raise InputError(f"{bundle} does not exist; pass a bundle from `edgekit pack` or an OUT/<target> folder")
+    return profile_boards(bundle, boards, load_inventory(Path(inventory) if inventory else None),
+                          Path(ssh_config) if ssh_config else None, remote_python, runs, timeout,
+                          Path(out) if out else bundle.parent)
+
+
+def board_failure(message: str) -> Exception:
+    """The error a failed board ends a command with (a one-line message, exit code 2)."""
+    from edgekit.remote.ssh import BoardError
+
+    return BoardError(message)
+
+
+def check_boards(boards: list[str] | None = None, inventory: str | Path | None = None,
+                 ssh_config: str | Path | None = None) -> list[dict[str, Any]]:
+    """Reachability, architecture, runtimes and free disk of each board (all of the inventory by default)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgekit.errors import InputError
+    from edgekit.remote.boards import check_board, load_inventory, resolve
+
+    known = load_inventory(Path(inventory) if inventory else None)
+    specs = boards or list(known)
+    if not specs:
+        raise InputError("no boards: pass --board ssh://user@host or write a boards.toml")
+    resolved = [resolve(spec, known) for spec in specs]
+    config = Path(ssh_config) if ssh_config else None
+    with ThreadPoolExecutor(max_workers=len(resolved)) as pool:
+        return list(pool.map(lambda b: check_board(b, config), resolved))
+
+
+def engine_report(folder: str | Path) -> dict[str, Any]:
+    """What build_engine.sh wrote on a Jetson: latency, INT8 vs float layers, reformat layers."""
+    from edgekit.backends.trt_reports import engine_report as read
+
+    return read(Path(folder))
+
+
+def targets() -> list[dict[str, Any]]:
+    """The built-in targets' settings."""
+    from edgekit.target import builtin_targets, load_target
+
+    return [load_target(name).model_dump() for name in builtin_targets()]
+
+
+def target(name: str) -> dict[str, Any]:
+    """One target's settings, by name or from a board .yaml file."""
+    from edgekit.target import load_target
+
+    return load_target(name).model_dump()
+
+
+def to_json(data: Any) -> str:
+    """The JSON edgekit prints and writes: sorted keys, NaN as null."""
+    from edgekit.files import json_text
+
+    return json_text(data)

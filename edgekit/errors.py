@@ -46,3 +46,14 @@ class MissingDependencyError(EdgekitError):
         super().__init__(
             f"{package} is not installed; install it with: pip install 'edgekit[{extra}]'"
         )
+
+
+def describe_os_error(exc: OSError) -> str:
+    """What a failed file operation means to a user, in a few words."""
+    import errno
+
+    names = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
+             errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+             errno.ENOTDIR: "a part of the path is a file", errno.EEXIST: "a file is in the way",
+             errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "a file grew past the size limit (file too large)"}
+    return names.get(exc.errno, exc.strerror or str(exc))

@@ -8,7 +8,6 @@ a symlink. A lock file with the owner's pid keeps two runs out of one folder; a 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from edgekit.errors import InputError, OutputExistsError
+from edgekit.errors import InputError, OutputExistsError, describe_os_error
 from edgekit.files import sweep_scratch, write_json
 
 MARKER = ".edgekit-output"
@@ -201,11 +200,3 @@ def _alive(owner: dict) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def describe_os_error(exc: OSError) -> str:
-    names = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
-             errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-             errno.ENOTDIR: "a part of the path is a file", errno.EEXIST: "a file is in the way",
-             errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "a file grew past the size limit (file too large)"}
-    return names.get(exc.errno, exc.strerror or str(exc))

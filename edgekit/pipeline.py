@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol
 from edgekit.artifact import RECORD, Artifact, StageRecord
 from edgekit.errors import StageError
 from edgekit.files import atomic_dir
-from edgekit.progress import console
+from edgekit.progress import console, stage as stage_area
 
 
 class Stage(Protocol):
@@ -67,7 +67,7 @@ def run_stages(stages: list[Stage], ctx: Context, artifact: Artifact, work: Path
         if folder.exists():
             shutil.rmtree(folder)
         start = time.perf_counter()
-        with console.status(f"stage [bold]{stage.name}[/] ({index}/{len(stages)}) …"), atomic_dir(folder) as tmp:
+        with stage_area(f"stage [bold]{stage.name}[/] ({index}/{len(stages)})"), atomic_dir(folder) as tmp:
             result, metrics = stage.run(ctx, artifact, tmp)
             record = StageRecord(name=stage.name, folder=folder.name, key=key, settings=stage.settings(),
                                  metrics=metrics, seconds=round(time.perf_counter() - start, 3))

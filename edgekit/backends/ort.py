@@ -17,6 +17,7 @@ from edgekit.data.ort_reader import SampleReader
 from edgekit.data.samples import SampleSet
 from edgekit.errors import MissingDependencyError, StageError
 from edgekit.files import scratch_dir
+from edgekit.progress import bar
 
 CALIB_METHODS = ("minmax", "percentile", "entropy", "mse", "auto")
 INTEGER_KERNELS = ("QLinearConv", "QLinearAdd", "QLinearMatMul", "QGemm", "QLinearGlobalAveragePool",
@@ -114,13 +115,15 @@ def collect_statistics(fp32: Path, samples: SampleSet, input_names: list[str], w
     stats = {t: StreamingHistogram() for t in tensors}
     reader = SampleReader(samples, input_names)
     count = 0
-    while (feed := reader.get_next()) is not None:
-        for name, value in zip(names, sess.run(None, feed)):
-            if name in stats:
-                stats[name].update(value)
-        count += 1
-        if snapshot is not None and count == snapshot_at:
-            snapshot.update({t: (h.seen_min, h.seen_max) for t, h in stats.items()})
+    with bar("calibration statistics", len(samples)) as advance:
+        while (feed := reader.get_next()) is not None:
+            for name, value in zip(names, sess.run(None, feed)):
+                if name in stats:
+                    stats[name].update(value)
+            count += 1
+            advance(len(next(iter(feed.values()))) if samples.batchable else 1)
+            if snapshot is not None and count == snapshot_at:
+                snapshot.update({t: (h.seen_min, h.seen_max) for t, h in stats.items()})
     augmented.unlink(missing_ok=True)
     return stats
 

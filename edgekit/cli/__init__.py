@@ -9,6 +9,7 @@ import typer
 
 from edgekit.cli import bench, boards, compress, demo, distill, engine_report, inspect, pack, profile, prune, targets
 from edgekit.cli._errors import run_guarded
+from edgekit.progress import console
 
 app = typer.Typer(
     name="edgekit", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -17,10 +18,12 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors, and where log lines come from.")] = False,
+          quiet: Annotated[bool, typer.Option("--quiet", help="No log lines or progress bars: only the summary (or the JSON).")] = False,
           ) -> None:
     if debug:
         os.environ["EDGEKIT_DEBUG"] = "1"
+    console.configure(debug=debug or None, quiet=quiet or None)
 
 
 for module in (demo, distill, compress, bench, inspect, engine_report, profile):

@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Callable
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, describe_os_error
 
 RESUMABLE = ("compress", "distill")
 
@@ -66,8 +66,6 @@ DISK_TEXTS = {"no space left": errno.ENOSPC, "file too large": errno.EFBIG, "dis
 
 def disk_error(exc: BaseException) -> str | None:
     """A full, size-limited or read-only disk anywhere in the exception chain, however a library wrapped it."""
-    from edgekit.outdir import describe_os_error
-
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

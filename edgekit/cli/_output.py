@@ -7,16 +7,19 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from edgekit.files import json_text
 from edgekit.progress import set_quiet
 
 
 def start(as_json: bool) -> None:
-    set_quiet(as_json)
+    """--json keeps stdout for the one JSON document, so logs and bars go quiet (--quiet does that too)."""
+    if as_json:
+        set_quiet(True)
 
 
 def emit_json(data: Any) -> None:
-    print(json_text(data), end="")
+    from edgekit.api import to_json
+
+    print(to_json(data), end="")
 
 
 def summary_table(report: dict[str, Any], title: str) -> None:

@@ -22,19 +22,10 @@ def check(
     """Reachability, architecture, Python/onnxruntime/TensorRT versions and free disk of each board.
 
     Exits 1 when any board is unreachable, so scripts can wait on it."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from edgekit.errors import InputError
-    from edgekit.remote.boards import check_board, load_inventory, resolve
+    from edgekit.api import check_boards
     from edgekit.cli._output import emit_json
 
-    known = load_inventory(inventory)
-    specs = board or list(known)
-    if not specs:
-        raise InputError("no boards: pass --board ssh://user@host or write a boards.toml")
-    boards = [resolve(spec, known) for spec in specs]
-    with ThreadPoolExecutor(max_workers=len(boards)) as pool:
-        rows = list(pool.map(lambda b: check_board(b, ssh_config), boards))
+    rows = check_boards(board, inventory, ssh_config)
     if as_json:
         emit_json(rows)
     else:

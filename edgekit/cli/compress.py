@@ -62,8 +62,7 @@ def command(
     resume: Annotated[bool, typer.Option("--resume", help="Reuse finished stages in OUT/work.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
 ) -> None:
-    from edgekit.api import compress
-    from edgekit.recipe import load_recipe
+    from edgekit.api import compress, load_recipe
 
     start(as_json)
     options = load_recipe(recipe) if recipe else {}

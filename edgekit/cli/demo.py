@@ -24,14 +24,10 @@ def command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
 ) -> None:
-    from edgekit.api import compress
-    from edgekit.examples.models import demo_recipe
-
-    from edgekit.target import host_target
+    from edgekit.api import demo
 
     start(as_json)
-    target = target or host_target()
-    report = compress(**{**demo_recipe(), "out": out, "target": target, "force": force})
+    report = demo(out, target, force)
     if as_json:
         emit_json(report)
         return

@@ -24,7 +24,7 @@ def command(
     folder: Annotated[Path, typer.Argument(help="Folder holding trtexec.log, layers.json and profile.json.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    from edgekit.backends.trt_reports import engine_report
+    from edgekit.api import engine_report
 
     report = engine_report(folder)
     if as_json:

@@ -29,7 +29,7 @@ def command(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     from edgekit.errors import InputError
-    from edgekit.runs.inspect import run_inspect
+    from edgekit.api import inspect_model
 
     start(as_json)
     shape = None
@@ -41,7 +41,7 @@ def command(
         if not shape or min(shape) < 1:
             raise InputError(f"--input-shape {input_shape} must be positive integers separated by commas, "
                              "e.g. 1,3,224,224")
-    info = run_inspect(model, weights, data, shape)
+    info = inspect_model(model, weights, data, shape)
     if as_json:
         emit_json(info)
         return

@@ -36,14 +36,9 @@ def command(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the result JSON files (default: beside the bundle).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result(s) as JSON.")] = False,
 ) -> None:
-    from edgekit.errors import InputError
-    from edgekit.remote.boards import load_inventory
-    from edgekit.remote.profile import profile_boards
+    from edgekit.api import board_failure, profile
 
-    if not bundle.exists():
-        raise InputError(f"{bundle} does not exist; pass a bundle from `edgekit pack` or an OUT/<target> folder")
-    results, errors = profile_boards(bundle, board, load_inventory(inventory), ssh_config, remote_python, runs,
-                                     timeout, out or bundle.parent)
+    results, errors = profile(bundle, board, inventory, ssh_config, remote_python, runs, timeout, out)
     if as_json:
         emit_json(results[0] if len(board) == 1 and results else results)
     else:
@@ -55,6 +50,4 @@ def command(
     if errors:
         for message in errors[:-1]:
             typer.echo(f"error: {message}", err=True)
-        from edgekit.remote.ssh import BoardError
-
-        raise BoardError(errors[-1])
+        raise board_failure(errors[-1])

@@ -35,10 +35,10 @@ def scan_command(
 
       edgekit compress ... --layer-ratios scan/layer-ratios.json
     """
-    from edgekit.runs.scan import run_scan
+    from edgekit.api import scan
 
     start(as_json)
-    result = run_scan(model, weights, data, out, target, ratios, max_drop, eval_samples, protect, seed, force)
+    result = scan(model, data, out, weights, target, ratios, max_drop, eval_samples, protect, seed, force)
     if as_json:
         emit_json(result["proposal"])
     else:

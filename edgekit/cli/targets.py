@@ -17,26 +17,26 @@ def list_targets(ctx: typer.Context,
     """List the built-in targets."""
     if ctx.invoked_subcommand is not None:
         return
-    from edgekit.target import builtin_targets, load_target
+    from edgekit.api import targets as all_targets
     from edgekit.cli._output import emit_json
 
-    targets = [load_target(name) for name in builtin_targets()]
+    targets = all_targets()
     if as_json:
-        emit_json([t.model_dump() for t in targets])
+        emit_json(targets)
         return
     table = Table(title="edgekit targets")
     for col in ("name", "arch", "cpu", "runtime", "quant preset", "round_to", "TensorRT (JetPack)"):
         table.add_column(col)
     for t in targets:
-        trt = f"{t.tensorrt.version} ({t.tensorrt.jetpack})" if t.tensorrt else "–"
-        table.add_row(t.name, t.arch, t.cpu or "–", t.runtime, t.quant_preset, str(t.round_to), trt)
+        trt = f"{t['tensorrt']['version']} ({t['tensorrt']['jetpack']})" if t.get("tensorrt") else "–"
+        table.add_row(t["name"], t["arch"], t.get("cpu") or "–", t["runtime"], t["quant_preset"], str(t["round_to"]), trt)
     Console().print(table)
 
 
 @app.command("show")
 def show(name: Annotated[str, typer.Argument(help="Target name or a board .yaml file.")]) -> None:
     """Print one target's settings."""
-    from edgekit.target import load_target
+    from edgekit.api import target
     from edgekit.cli._output import emit_json
 
-    emit_json(load_target(name).model_dump())
+    emit_json(target(name))

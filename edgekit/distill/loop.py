@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekit.data.text import trim_padding
+from edgekit.progress import bar
 from edgekit.distill.distributed import Runtime, autocast, current, mean_over_processes, no_sync, shard, wrap
 
 
@@ -171,7 +172,10 @@ def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[in
         for group in opt.param_groups:  # cosine annealing over the whole schedule
             group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / max(cfg.epochs, 1)))
         (train_mode or (lambda m: m.train()))(student)
-        record = _train_epoch(model, teacher, list(batches(epoch)), opt, cfg, alpha, aux, runtime)
+        this_epoch = list(batches(epoch))
+        with bar(f"epoch {epoch + 1}/{cfg.epochs}", len(this_epoch)) as advance:
+            record = _train_epoch(model, teacher, this_epoch, opt, cfg, alpha, aux, runtime,
+                                  advance if runtime.main else None)
         student.eval()
         stop = False
         if validate is not None:
@@ -207,7 +211,7 @@ def _restore_state(opt: torch.optim.Optimizer, aux: nn.ModuleList, state: dict) 
 
 
 def _train_epoch(model: nn.Module, teacher: nn.Module | None, batches: list[Batch], opt, cfg: TrainConfig,
-                 alpha: float, aux: list, runtime: Runtime) -> dict[str, float]:
+                 alpha: float, aux: list, runtime: Runtime, advance=None) -> dict[str, float]:
     """One pass; with `cfg.accumulate` > 1 each optimizer step sums the gradients of that many batches."""
     batches = [b for b in batches if len(b[0][0]) >= runtime.world]  # every process needs a sample
     sizes = [len(b[0][0]) for b in batches]
@@ -227,6 +231,8 @@ def _train_epoch(model: nn.Module, teacher: nn.Module | None, batches: list[Batc
             opt.zero_grad(set_to_none=True)
         for key, value in parts.items():
             sums[key] = sums.get(key, 0.0) + float(value.detach()) * sizes[i]
+        if advance is not None:
+            advance(1)
     record = mean_over_processes({k: v / max(sum(sizes), 1) for k, v in sums.items()}, runtime)
     record["alpha"] = alpha
     return record

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgekit.progress import console
+from edgekit.progress import console, stage
 from edgekit.examples.models import CACHE_VERSION, SEED, SPLIT, cache_dir
 
 TEACHER = dict(hidden_size=128, num_hidden_layers=3, num_attention_heads=4, intermediate_size=512)
@@ -53,7 +53,7 @@ def ensure_teacher() -> Path:
     if (folder / "config.json").is_file():
         return folder
     try:
-        with atomic_dir(folder) as tmp, console.status("training example model text-teacher (once; cached afterwards)"):
+        with atomic_dir(folder) as tmp, stage("training example model text-teacher (once; cached afterwards)"):
             _train_teacher(tmp)
     except FileExistsError:
         pass  # another process (a torchrun peer) cached it first; both trained the same model

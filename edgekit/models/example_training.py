@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgekit.progress import console
+from edgekit.progress import console, stage
 from edgekit.distill.loop import TrainConfig, distill
 
 RECIPES = {
@@ -39,7 +39,7 @@ def train_example(name: str, path: Path) -> None:
             idx = order[start:start + cfg.batch_size]
             yield (torch.from_numpy(x[idx]),), torch.from_numpy(y[idx])
 
-    with console.status(f"training example model {name} (once; cached afterwards)"):
+    with stage(f"training example model {name} (once; cached afterwards)"):
         distill(model, teacher, batches, cfg)
     acc = accuracy(model, splits.eval.arrays["x"], splits.eval.labels)
     console.log(f"{name}: eval accuracy {acc:.2f}% on {len(splits.eval)} held-out digits")

@@ -12,7 +12,7 @@ import copy
 from dataclasses import replace
 from typing import Any
 
-from edgekit.progress import console
+from edgekit.progress import bar, console
 from edgekit.distill.loop import TrainConfig, distill, epoch_batches
 
 TOLERANCE_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -77,24 +77,26 @@ def budget_search(model, example, settings, ctx, names: list[str], epochs: int) 
     candidates["uniform 25%"] = 0.25
     candidates["uniform 50%"] = 0.5
     rows, best = [], None
-    for label, ratios in candidates.items():
-        trial = copy.deepcopy(model)
-        uniform = isinstance(ratios, float)
-        trial_settings = replace(settings, ratio=ratios if uniform else 0.0,
-                                 layer_ratios=None if uniform else ratios, max_accuracy_drop=None)
-        plan = prune_model(trial, example, trial_settings)
-        recalibrate_batchnorm(trial, ctx.splits.train, names)
-        finetune(trial, ctx, names, epochs)
-        quality = torch_fidelity(trial, ctx, names)
-        timing = measure(trial, example, names, evals, reference, runs=300)
-        drop = fidelity_drop(base, quality)
-        row = {"candidate": label, "accuracy": quality["accuracy"], "agreement": quality["agreement"],
-               "drop": drop, "latency_ms": timing["latency_ms"], "macs": timing["macs"],
-               "params": sum(p.numel() for p in trial.parameters()), "within_budget": drop <= settings.max_accuracy_drop}
-        rows.append(row)
-        console.log(f"  candidate {label}: drop {drop:.2f} pts, {timing['latency_ms']:.3f} ms")
-        if row["within_budget"] and (best is None or row["latency_ms"] < best[2]["latency_ms"]):
-            best = (trial, plan, row)
+    with bar("pruning search: candidates", len(candidates)) as advance:
+        for label, ratios in candidates.items():
+            trial = copy.deepcopy(model)
+            uniform = isinstance(ratios, float)
+            trial_settings = replace(settings, ratio=ratios if uniform else 0.0,
+                                     layer_ratios=None if uniform else ratios, max_accuracy_drop=None)
+            plan = prune_model(trial, example, trial_settings)
+            recalibrate_batchnorm(trial, ctx.splits.train, names)
+            finetune(trial, ctx, names, epochs)
+            quality = torch_fidelity(trial, ctx, names)
+            timing = measure(trial, example, names, evals, reference, runs=300)
+            drop = fidelity_drop(base, quality)
+            row = {"candidate": label, "accuracy": quality["accuracy"], "agreement": quality["agreement"],
+                   "drop": drop, "latency_ms": timing["latency_ms"], "macs": timing["macs"],
+                   "params": sum(p.numel() for p in trial.parameters()), "within_budget": drop <= settings.max_accuracy_drop}
+            rows.append(row)
+            console.log(f"  candidate {label}: drop {drop:.2f} pts, {timing['latency_ms']:.3f} ms")
+            if row["within_budget"] and (best is None or row["latency_ms"] < best[2]["latency_ms"]):
+                best = (trial, plan, row)
+            advance(1)
     report = {"baseline": base, "candidates": rows, "budget": settings.max_accuracy_drop,
               "verdict": _verdict(best, rows)}
     if best is None:

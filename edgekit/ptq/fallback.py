@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 from edgekit.files import scratch_dir
+from edgekit.progress import bar
 
 
 def node_sensitivity(fp32: Path, qdq: Path, samples, names: list[str], limit: int = 32) -> list[tuple[str, float]]:
@@ -93,11 +94,13 @@ def fallback_search(quantize: Callable[[list[str], Path], Path], fp32: Path, out
     if drop > budget:
         ranked = [name for name, _ in node_sensitivity(fp32, out, samples, names)]
         count = 1
-        while drop > budget and excluded != ranked:
-            excluded = ranked[:count]
-            quantize(excluded, out)
-            drop = drop_of(out)
-            rows.append({"fallback_nodes": len(excluded), "drop": drop})
-            count *= 2
+        with bar("fallback probing (nodes back to FP32)", None) as advance:
+            while drop > budget and excluded != ranked:
+                excluded = ranked[:count]
+                quantize(excluded, out)
+                drop = drop_of(out)
+                rows.append({"fallback_nodes": len(excluded), "drop": drop})
+                count *= 2
+                advance(1)
     return {"fallback": excluded, "drop": drop, "within_budget": drop <= budget, "steps": rows,
             "latency_ms_all_int8": full_latency, "latency_ms_with_fallback": latency_of(out)}
