@@ -17,7 +17,8 @@ def compress(model: Any = None, data: Any = None, **options: Any) -> dict[str, A
     `teacher` may also be an nn.Module. Other options are those of `edgekit compress`.
     """
     from edgekit.runs.compress import run_compress
-    from edgekit.data.memory import register_data, register_model
+    from edgekit.data.memory import register_data
+    from edgekit.models.memory import register_model
 
     if model is not None and not isinstance(model, (str, Path)):
         model = register_model(model)

@@ -8,8 +8,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from edgekit.errors import DataError
-from edgekit.data.readers import IMAGE_SUFFIXES, PREPROCESS_FILE, load_preprocess
 from edgekit.data.samples import SampleSet
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+PREPROCESS_FILE = "preprocess.yaml"
 
 
 class Preprocess(BaseModel):
@@ -125,3 +127,9 @@ def _load_image(image_mod, file: Path, pre: Preprocess) -> np.ndarray:
         arr = arr[..., None]
     arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     return arr.transpose(2, 0, 1) if pre.layout == "NCHW" else arr
+
+
+def load_preprocess(path: Path) -> dict:
+    from edgekit.files import read_mapping
+
+    return read_mapping(path, DataError, "preprocessing file")

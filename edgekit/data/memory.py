@@ -1,44 +1,23 @@
-"""In-memory models and data for the Python API (notebooks, training scripts).
+"""In-memory data for the Python API (notebooks, training scripts): arrays or batches become a SampleSet.
 
-A module is kept as a pristine deep copy and every stage gets a fresh copy
-of it, exactly as a spec on disk is rebuilt; data becomes a SampleSet.
-Specs look like `memory:model:0` and live for the current process only.
+Specs look like `memory:data:0` and live for the current process only (models: edgekit.models.memory).
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Iterable
 
 import numpy as np
 
-from edgekit.errors import DataError, ModelLoadError
+from edgekit.errors import DataError
 
-_MODELS: dict[str, Any] = {}
 _DATA: dict[str, Any] = {}
-
-
-def register_model(module) -> str:
-    spec = f"memory:model:{len(_MODELS)}"
-    _MODELS[spec] = copy.deepcopy(module).eval()
-    return spec
 
 
 def register_data(data) -> str:
     spec = f"memory:data:{len(_DATA)}"
     _DATA[spec] = to_sample_set(data, spec)
     return spec
-
-
-def load_memory_model(spec: str):
-    from edgekit.models.loader import LoadedModel
-    from edgekit.models.wrappers import LogitsOnly, forward_input_names
-
-    if spec not in _MODELS:
-        raise ModelLoadError(f"{spec} is not registered in this process; pass the nn.Module to edgekit.compress")
-    module = copy.deepcopy(_MODELS[spec])
-    names = forward_input_names(module)
-    return LoadedModel(spec=spec, kind="memory", module=LogitsOnly(module, names).eval(), input_names=names)
 
 
 def load_memory_data(spec: str):
@@ -49,8 +28,7 @@ def load_memory_data(spec: str):
 
 def to_sample_set(data, source: str):
     """Accept {name: array}, (x, y), or an iterable of such batches (torch tensors or numpy)."""
-    from edgekit.data.readers import _as_float32
-    from edgekit.data.samples import SampleSet
+    from edgekit.data.samples import SampleSet, model_arrays
 
     if isinstance(data, dict) or (isinstance(data, tuple) and len(data) == 2 and _is_array(data[0])):
         batches: Iterable = [data]
@@ -67,7 +45,7 @@ def to_sample_set(data, source: str):
             labels.append(_np(y).reshape(-1))
     if not inputs:
         raise DataError("the data given to edgekit.compress holds no batches")
-    arrays = _as_float32({k: np.concatenate(v) for k, v in inputs.items()}, "the data given to edgekit.compress")
+    arrays = model_arrays({k: np.concatenate(v) for k, v in inputs.items()}, "the data given to edgekit.compress")
     y = np.concatenate(labels).astype(np.int64) if labels else None
     return SampleSet(source=source, arrays=arrays, labels=y)
 

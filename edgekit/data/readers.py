@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import DataError
-from edgekit.data.samples import SampleSet
+from edgekit.data.images import PREPROCESS_FILE, read_image_folder
+from edgekit.data.samples import SampleSet, model_arrays
 from edgekit.data.text import TEXT_SUFFIXES, read_text_file
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
-PREPROCESS_FILE = "preprocess.yaml"
 
 
 def load_for(spec: str | Path, input_names: list[str], tokenizer_dir: Path | None = None,
@@ -51,8 +50,6 @@ def load_data(spec: str | Path) -> SampleSet:
     if any(path.glob("*.npz")):
         return _read_npz_folder(path)
     if (path / PREPROCESS_FILE).is_file() or path.with_suffix(".preprocess.yaml").is_file():
-        from edgekit.data.images import read_image_folder
-
         return read_image_folder(path)
     raise DataError(
         f"folder {spec} holds no .npz files and no {PREPROCESS_FILE}; "
@@ -93,7 +90,7 @@ def _read_npz(path: Path) -> SampleSet:
         )
     if labels is not None and len(labels) != n:
         raise DataError(f"{path}: `y` has {len(labels)} labels for {n} samples; give one label per sample")
-    return SampleSet(source=str(path), arrays=_as_float32(arrays, str(path)), labels=labels)
+    return SampleSet(source=str(path), arrays=model_arrays(arrays, str(path)), labels=labels)
 
 
 def _read_npz_folder(path: Path) -> SampleSet:
@@ -101,7 +98,7 @@ def _read_npz_folder(path: Path) -> SampleSet:
     files = sorted(path.glob("*.npz"))
     for file in files:
         arrays, label = _split_labels(_open_npz(file), str(file))
-        items.append(_as_float32(arrays, str(file)))
+        items.append(model_arrays(arrays, str(file)))
         labels.append(None if label is None else int(label[0]))
     if any(lbl is None for lbl in labels) and not all(lbl is None for lbl in labels):
         raise DataError(f"some files in {path} have a `y` label and some not; label all or none")
@@ -110,32 +107,3 @@ def _read_npz_folder(path: Path) -> SampleSet:
         raise DataError(f"files in {path} hold different array names {sorted(names)}; use the same names in all")
     label_arr = None if labels[0] is None else np.asarray(labels, dtype=np.int64)
     return SampleSet(source=str(path), items=items, labels=label_arr)
-
-
-def _as_float32(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
-    """Float inputs become float32 (what exported models take); integer ids stay int64."""
-    out = {}
-    for k, v in arrays.items():
-        if np.issubdtype(v.dtype, np.floating):
-            out[k] = check_finite(v.astype(np.float32), k, source)
-        elif np.issubdtype(v.dtype, np.integer) or v.dtype == bool:
-            out[k] = v.astype(np.int64)
-        else:
-            raise DataError(f"array `{k}` has dtype {v.dtype}; use float or integer arrays")
-    return out
-
-
-def check_finite(array: np.ndarray, name: str, source: str) -> np.ndarray:
-    """NaN or infinity in calibration data poisons every range and every metric: refuse it, saying where."""
-    bad = ~np.isfinite(array)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise DataError(f"array `{name}` in {source} holds {array[index]} at index {list(index)} "
-                        f"({int(bad.sum())} non-finite values); give finite numbers")
-    return array
-
-
-def load_preprocess(path: Path) -> dict:
-    from edgekit.files import read_mapping
-
-    return read_mapping(path, DataError, "preprocessing file")

@@ -98,3 +98,26 @@ class SampleSet:
             if labels is not None:
                 digest.update(np.ascontiguousarray(labels).tobytes())
         return digest.hexdigest()
+
+
+def model_arrays(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    """Float inputs become float32 (what exported models take); integer ids stay int64."""
+    out = {}
+    for k, v in arrays.items():
+        if np.issubdtype(v.dtype, np.floating):
+            out[k] = check_finite(v.astype(np.float32), k, source)
+        elif np.issubdtype(v.dtype, np.integer) or v.dtype == bool:
+            out[k] = v.astype(np.int64)
+        else:
+            raise DataError(f"array `{k}` has dtype {v.dtype}; use float or integer arrays")
+    return out
+
+
+def check_finite(array: np.ndarray, name: str, source: str) -> np.ndarray:
+    """NaN or infinity in calibration data poisons every range and every metric: refuse it, saying where."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"array `{name}` in {source} holds {array[index]} at index {list(index)} "
+                        f"({int(bad.sum())} non-finite values); give finite numbers")
+    return array

@@ -6,7 +6,7 @@ and cached as safetensors in the user cache, so later runs start at once.
 
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from edgekit.errors import ModelLoadError
+from edgekit.progress import console, stage
+from edgekit.distill.loop import TrainConfig, distill
+from edgekit.examples import CACHE_VERSION, SEED, SPLIT, cache_dir
 
 WIDTHS = {"mnist-teacher": (32, 64, 128), "mnist-student": (16, 32, 64)}
-CACHE_VERSION = "v1"
-SPLIT = (0.7, 0.1, 0.2)
-SEED = 0
 
 
 def demo_recipe() -> dict:
@@ -78,12 +78,6 @@ def mnist_student() -> nn.Module:
     return MnistNet((16, 32, 56))
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("EDGEKIT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgekit")
-    return Path(root) / "example"
-
-
 def load_example(spec: str, weights=None):
     from edgekit.models.loader import LoadedModel, load_weights_into
     from edgekit.models.wrappers import LogitsOnly
@@ -106,7 +100,6 @@ def ensure_trained(name: str) -> Path:
     path = cache_dir() / f"{name}-{CACHE_VERSION}.safetensors"
     if path.is_file():
         return path
-    from edgekit.models.example_training import train_example
 
     train_example(name, path)
     return path
@@ -122,3 +115,42 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     with torch.no_grad():
         pred = model(torch.from_numpy(x)).argmax(-1).numpy()
     return float((pred == y).mean() * 100)
+
+
+# Training recipes of the example models (teacher from labels, student by distillation).
+RECIPES = {
+    "mnist-teacher": TrainConfig(epochs=6, lr=3e-3, batch_size=64, seed=0),
+    "mnist-student": TrainConfig(epochs=8, lr=3e-3, batch_size=64, temperature=4.0, alpha=0.3, seed=0),
+}
+
+
+def train_example(name: str, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from edgekit.models.loader import load_weights_into
+
+    torch.manual_seed(0)
+    splits = example_splits()
+    x, y = splits.train.arrays["x"], splits.train.labels
+    teacher = None
+    if name == "mnist-student":
+        teacher = build("mnist-teacher")
+        load_weights_into(teacher, ensure_trained("mnist-teacher"))
+    model = build(name)
+    cfg = RECIPES[name]
+
+    def batches(epoch: int):
+        order = np.random.default_rng(cfg.seed + epoch).permutation(len(x))
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            yield (torch.from_numpy(x[idx]),), torch.from_numpy(y[idx])
+
+    with stage(f"training example model {name} (once; cached afterwards)"):
+        distill(model, teacher, batches, cfg)
+    acc = accuracy(model, splits.eval.arrays["x"], splits.eval.labels)
+    console.log(f"{name}: eval accuracy {acc:.2f}% on {len(splits.eval)} held-out digits")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path))
+    tmp_path.replace(path)

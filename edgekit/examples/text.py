@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from edgekit.progress import console, stage
-from edgekit.examples.models import CACHE_VERSION, SEED, SPLIT, cache_dir
+from edgekit.examples import CACHE_VERSION, SEED, SPLIT, cache_dir
 
 TEACHER = dict(hidden_size=128, num_hidden_layers=3, num_attention_heads=4, intermediate_size=512)
 STUDENT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256)

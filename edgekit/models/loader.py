@@ -5,49 +5,28 @@ from __future__ import annotations
 import importlib
 import pickle
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekit.errors import ModelLoadError
+from edgekit.models.base import LoadedModel
 
+# Specs served by packages built on this loader, named as entry points (module:function) and imported only
+# when a spec uses them: the built-in examples load through here, so this module must not import them.
+PREFIX_LOADERS = {"example:": "edgekit.examples.models:load_example"}
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-@dataclass
-class LoadedModel:
-    """A student or teacher ready for the pipeline; `spec` + `weights` rebuild it."""
-
-    spec: str
-    kind: str  # example | factory | hf | onnx
-    module: object | None = None  # LogitsOnly-wrapped nn.Module in eval mode
-    onnx_path: Path | None = None
-    input_names: list[str] = field(default_factory=list)
-    weights: Path | None = None
-    tokenizer: Path | None = None  # folder with tokenizer.json, for text data
-    label2id: dict[str, int] | None = None
-
-    @property
-    def is_onnx(self) -> bool:
-        return self.kind == "onnx"
-
-    def data(self, spec: str | Path, max_length: int | None = None):
-        """`spec` loaded for this model: text tokenized with its tokenizer, arrays bound to its inputs."""
-        from edgekit.data import load_for
-
-        return load_for(spec, self.input_names, self.tokenizer, self.label2id, max_length)
 
 
 def load_model(spec: str, weights: str | Path | None = None) -> LoadedModel:
     """Load `example:NAME`, `pkg.module:factory`, a transformers folder, or a `.onnx` file."""
     spec = str(spec)
     if spec.startswith("memory:"):
-        from edgekit.data.memory import load_memory_model
+        from edgekit.models.memory import load_memory_model
 
         return load_memory_model(spec)
-    if spec.startswith("example:"):
-        from edgekit.examples.models import load_example
-
-        return load_example(spec, weights)
+    for prefix, entry in PREFIX_LOADERS.items():
+        if spec.startswith(prefix):
+            module, function = entry.split(":")
+            return getattr(importlib.import_module(module), function)(spec, weights)
     path = Path(spec)
     if spec.endswith(".onnx"):
         return _load_onnx(path)
