@@ -20,13 +20,13 @@ def small(tmp_path_factory, digits_npz):
     return path
 
 
-def _compress(small, tiny_weights, out, *root_options):
+def _compress(small, tiny_weights, out, *root_options, quant="none"):
     return run_cli(*root_options, "compress", "--model", "tiny_models:resnet_tiny", "--weights", tiny_weights,
-                   "--data", small, "--out", out, "--quant", "qad", "--epochs", "1", "--target", "x86-64")
+                   "--data", small, "--out", out, "--quant", quant, "--epochs", "1", "--target", "x86-64")
 
 
 def test_log_lines_name_no_file_unless_debug(small, tiny_weights, tmp_path):
-    plain = _compress(small, tiny_weights, tmp_path / "a")
+    plain = _compress(small, tiny_weights, tmp_path / "a", quant="qad")
     assert plain.returncode == 0, plain.stderr
     assert "stage qad done" in plain.stderr and not FILE_LINE.search(plain.stderr), plain.stderr
     debug = _compress(small, tiny_weights, tmp_path / "b", "--debug")
