@@ -83,3 +83,18 @@ def without_folders(spec: str) -> str:
     """A file or folder path → its name; other specs (example:NAME, package.module:factory) as given."""
     path = Path(spec)
     return path.name if path.exists() else spec
+
+
+def read_manifest(folder: Path) -> dict:
+    """OUT/<target>/manifest.json as written by compress; a missing or unreadable one is a one-line error."""
+    import json
+
+    from edgekit.errors import InputError
+
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{folder} has no {MANIFEST}; give an OUT/<target> folder written by `edgekit compress`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}); rerun `edgekit compress`") from exc

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from edgekit.errors import InputError, OutputExistsError
 from edgekit.files import json_text, scratch_dir, sha256_file
-from edgekit.bundle.manifest import MANIFEST
+from edgekit.bundle.manifest import MANIFEST, read_manifest
 
 BUNDLE_FORMAT = "edgekit-bundle/1"
 FIXED_MTIME = 0
@@ -77,12 +77,7 @@ def _check_replaceable_bundle(output: Path) -> None:
 def _artifact_manifest(folder: Path) -> dict:
     """The folder's manifest, after checking that its files are still the ones compress wrote."""
     path = folder / MANIFEST
-    if not path.is_file():
-        raise InputError(f"{folder} has no {MANIFEST}; pass the OUT/<target> folder that edgekit compress wrote")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON; re-run edgekit compress") from exc
+    manifest = read_manifest(folder)
     _check_manifest_shape(path, manifest, InputError)
     for name, entry in manifest["files"].items():
         if not _plain_name(name):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from edgekit.data import load_for
 from edgekit.data.text import tokenizer_folder
 from edgekit.errors import InputError
-from edgekit.bundle.manifest import MANIFEST
+from edgekit.bundle.manifest import MANIFEST, read_manifest
 
 
 def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -> dict[str, Any]:
@@ -61,12 +60,7 @@ def _check_data_fits(model: Path, samples, names: list[str], data: str) -> None:
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
-    if not path.is_file():
-        raise InputError(f"{folder} holds no {MANIFEST}; give an OUT/<target> folder written by `edgekit compress`")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON ({exc}); rerun `edgekit compress`") from exc
+    manifest = read_manifest(folder)
     target = manifest.get("target") if isinstance(manifest, dict) else None
     inputs = manifest.get("inputs") if isinstance(manifest, dict) else None
     if not (isinstance(target, dict) and isinstance(target.get("bench"), dict) and isinstance(inputs, list)
