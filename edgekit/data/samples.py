@@ -121,3 +121,10 @@ def check_finite(array: np.ndarray, name: str, source: str) -> np.ndarray:
         raise DataError(f"array `{name}` in {source} holds {array[index]} at index {list(index)} "
                         f"({int(bad.sum())} non-finite values); give finite numbers")
     return array
+
+
+def check_label_range(labels: np.ndarray | None, classes: int, source: str) -> None:
+    """Labels must index the model's outputs: one-line error naming the data and the range found."""
+    if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise DataError(f"labels in {source} range {labels.min()}..{labels.max()} but the model has {classes} "
+                        f"outputs; labels must be class indices 0..{classes - 1}")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.data import load_for
+from edgekit.data.samples import check_label_range
 from edgekit.data.text import tokenizer_folder
 from edgekit.errors import InputError
 from edgekit.bundle.manifest import MANIFEST, read_manifest
@@ -51,11 +52,7 @@ def _check_data_fits(model: Path, samples, names: list[str], data: str) -> None:
         shapes = {n: list(inputs[n].shape) for n in names}
         raise InputError(f"data {data} (sample shapes {shapes}) does not fit {model}: "
                          f"{' '.join(str(exc).split())[:160]}; give data shaped like the model input") from exc
-    labels = samples.labels
-    classes = out.shape[-1] if out.ndim else 1
-    if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= classes):
-        raise InputError(f"labels in {data} range {labels.min()}..{labels.max()} but the model has {classes} "
-                         f"outputs; labels must be class indices 0..{classes - 1}")
+    check_label_range(samples.labels, out.shape[-1] if out.ndim else 1, data)
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import numpy as np
 from edgekit.distill import distributed
 from edgekit.artifact import Artifact
 from edgekit.data import make_splits
+from edgekit.data.samples import check_label_range
 from edgekit.data.text import copy_tokenizer
 from edgekit.data.splits import parse_fractions
 from edgekit.errors import BudgetExceededError, DataError, InputError
@@ -127,10 +128,7 @@ def check_model_fits(model, splits) -> np.ndarray | None:
                         f"{' '.join(str(exc).split())[:160]}; give data shaped like the model input") from exc
     classes = out.shape[-1]
     for part in (splits.train, splits.calib, splits.eval):
-        labels = part.labels
-        if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= classes):
-            raise DataError(f"labels in {part.source} range {labels.min()}..{labels.max()} but the model has "
-                            f"{classes} outputs; labels must be class indices 0..{classes - 1}")
+        check_label_range(part.labels, classes, part.source)
     if model.is_onnx:
         return ort_backend.run_model(model.onnx_path, splits.eval, model.input_names)
     return None
