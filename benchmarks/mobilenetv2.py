@@ -111,7 +111,8 @@ def main() -> None:
     from edgekit.api import compress
     from edgekit.data import SampleSet
     from edgekit.progress import set_quiet
-    from edgekit.stages.bench import BenchSettings, measure_model
+    from edgekit.settings import BenchSettings
+    from edgekit.stages.bench import measure_model
 
     set_quiet(True)
     work = Path(tempfile.mkdtemp(prefix="edgekit-mnv2-"))

@@ -187,7 +187,7 @@ def peer_runs(case: Case, fp32: Path, work: Path, calib) -> dict[str, tuple]:
 
 def measure(case: Case, runs: dict[str, tuple], evals, rounds: int, n_runs: int) -> None:
     from edgekit.backends.ort import run_model
-    from edgekit.stages.bench import BenchSettings, latency
+    from edgekit.measure.latency import measure_in_process
 
     import peer_models as pm
 
@@ -195,7 +195,6 @@ def measure(case: Case, runs: dict[str, tuple], evals, rounds: int, n_runs: int)
     ref_dets = pm.decode(reference) if case.quality.startswith("F1") else None
     first, _ = next(evals.batches(1))
     feed = {n: first[n] for n in case.names}
-    settings = BenchSettings(warmup=20, runs=n_runs, threads=1)
     for label, (path, wall, error) in runs.items():
         row = {"wall_s": wall, "error": error}
         if path is not None and path.exists():
@@ -211,7 +210,7 @@ def measure(case: Case, runs: dict[str, tuple], evals, rounds: int, n_runs: int)
     for _ in range(rounds):  # interleaved, so machine load hits every row alike
         for label, (path, _, _) in runs.items():
             if "p50" in case.rows[label]:
-                case.rows[label]["p50"].append(latency(path, feed, settings)["p50"])
+                case.rows[label]["p50"].append(measure_in_process(path, feed, 20, n_runs, 1)["p50"])
     for row in case.rows.values():
         if "p50" in row:  # the best round: load from other processes only ever adds time
             row["p50_rounds"] = row["p50"]

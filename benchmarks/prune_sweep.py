@@ -57,7 +57,7 @@ def _recalibrate(model, images: np.ndarray) -> None:
 def latency_ms(model, example, names, runs: int) -> tuple[float, int, int]:
     import onnxruntime as ort
 
-    from edgekit.measure.latency import time_runs
+    from edgekit.measure.latency import median_ms
     from edgekit.measure.metrics import onnx_params_and_macs
     from edgekit.models.export import export_onnx
 
@@ -68,8 +68,8 @@ def latency_ms(model, example, names, runs: int) -> tuple[float, int, int]:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        times = time_runs(sess, {n: t[:1].numpy() for n, t in zip(names, example)}, 5, runs)
-    return float(np.median(times)), macs, size
+        latency = median_ms(sess, {n: t[:1].numpy() for n, t in zip(names, example)}, 5, runs)
+    return latency, macs, size
 
 
 def sweep_image_model(kind: str, images: np.ndarray, runs: int) -> list[dict]:

@@ -6,7 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgekit.recipe import make_config
+from edgekit.settings import CompressConfig, DistillConfig, make_config, validated
+
+# (option name, field) of every command-line option of compress and distill, read by cli/
+COMPRESS_OPTIONS = CompressConfig.cli_fields()
+DISTILL_OPTIONS = DistillConfig.cli_fields()
 
 
 def compress(model: Any = None, data: Any = None, **options: Any) -> dict[str, Any]:
@@ -64,7 +68,6 @@ def verify(bundle: str | Path) -> dict[str, Any]:
 def distill(**options: Any) -> dict[str, Any]:
     """Distil a student from a teacher (see edgekit.runs.distill); returns report.json's content."""
     from edgekit.runs.distill import run_distill
-    from edgekit.recipe import DistillConfig, validated
 
     return run_distill(validated(DistillConfig, options))
 
@@ -79,7 +82,7 @@ def demo(out: str | Path = "edgekit-demo", target: str | None = None, force: boo
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
     """A YAML recipe with any of compress's settings (validated when compress builds its config)."""
-    from edgekit.recipe import load_recipe as read
+    from edgekit.settings import load_recipe as read
 
     return read(Path(path))
 

@@ -62,11 +62,11 @@ def holds_nothing_finished(out: Path) -> bool:
     return True
 
 
-def input_paths(cfg) -> list[str]:
-    """Every setting that may name a file or folder of the user's, so --force never deletes one."""
+def input_paths(options: dict) -> list[str]:
+    """Every setting (by option name) that may name a file or folder of the user's, so --force never deletes one."""
     names = ("model", "data", "weights", "teacher", "teacher_weights", "eval_data", "layer_ratios", "student",
              "student_weights", "recipe")
-    return [v for v in (getattr(cfg, n, None) for n in names) if isinstance(v, (str, Path))]
+    return [v for v in (options.get(n) for n in names) if isinstance(v, (str, Path))]
 
 
 def check_output(out: Path, force: bool, resume: bool, inputs: Iterable[str | Path | None] = ()) -> None:

@@ -22,6 +22,8 @@ class Stage(Protocol):
 
     def settings(self) -> dict[str, Any]: ...
 
+    # optional: def check(self, ctx, artifact) -> None, raising InputError for inputs the stage cannot take
+
     def run(self, ctx: "Context", artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]: ...
 
 
@@ -34,6 +36,7 @@ class Context:
     seed: int
     work: Path
     teacher: Any = None
+    student: Any = None  # the student module as loaded, for checks (stages rebuild their own from the artifact)
     cache: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,6 +50,14 @@ def stage_key(stage: Stage, artifact: Artifact) -> str:
                           "input": record,
                           "history": [h.key for h in artifact.history]}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def check_stages(stages: list[Stage], ctx: Context, artifact: Artifact) -> None:
+    """Every stage's own check of its inputs, before any stage runs (so bad input writes nothing)."""
+    for stage in stages:
+        check = getattr(stage, "check", None)
+        if check is not None:
+            check(ctx, artifact)
 
 
 def run_stages(stages: list[Stage], ctx: Context, artifact: Artifact, work: Path,

@@ -9,13 +9,42 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edgekit.errors import TargetError
 from edgekit.files import data_dir, read_mapping
+from edgekit.settings import BenchSettings
+
+Preset = Literal["ort-u8s8", "ort-s8s8", "trt-s8s8"]
 
 
-class BenchSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    warmup: int = Field(10, ge=0)
-    runs: int = Field(100, ge=1)
-    threads: int = Field(1, ge=1)
+class QuantScheme(BaseModel):
+    """How a target's INT8 graph stores numbers, decided once from its preset; calibration, QAD's fake
+    quantization and export all read this object, none of them the preset's name.
+
+    ort-u8s8: uint8 activations and int8 per-channel symmetric weights, what ORT fuses into
+    QLinearConv/QLinearAdd/QGemm on x86-64 (int8 activations are not fused there without VNNI and
+    ran slower than FP32). ort-s8s8: int8 activations, ORT's documented first choice on CPU, fused on
+    ARM. trt-s8s8: symmetric int8 everywhere (zero point 0) with FP32 biases, TensorRT's explicit
+    quantization, whose graph rules (backends.trt_rules) the exported graph must pass.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    preset: Preset
+    activation_type: Literal["QUInt8", "QInt8"]
+    symmetric_activations: bool
+    int32_bias: bool
+    explicit_quantization: bool
+
+    @property
+    def signed_activations(self) -> bool:
+        return self.activation_type == "QInt8"
+
+
+SCHEMES = {
+    "ort-u8s8": QuantScheme(preset="ort-u8s8", activation_type="QUInt8", symmetric_activations=False,
+                            int32_bias=True, explicit_quantization=False),
+    "ort-s8s8": QuantScheme(preset="ort-s8s8", activation_type="QInt8", symmetric_activations=False,
+                            int32_bias=True, explicit_quantization=False),
+    "trt-s8s8": QuantScheme(preset="trt-s8s8", activation_type="QInt8", symmetric_activations=True,
+                            int32_bias=False, explicit_quantization=True),
+}
 
 
 class TensorRTSettings(BaseModel):
@@ -44,11 +73,20 @@ class Target(BaseModel):
     device: Literal["cpu", "gpu"] = "cpu"
     tensorrt: TensorRTSettings | None = None
     precisions: list[Literal["int8", "fp32"]] = ["int8", "fp32"]
-    quant_preset: Literal["ort-u8s8", "ort-s8s8", "trt-s8s8"] = "ort-u8s8"
+    quant_preset: Preset = "ort-u8s8"
     round_to: int = Field(8, ge=1)
     opset: int = Field(17, ge=13, le=21)
     ort_format: bool = True
     bench: BenchSettings = BenchSettings()
+
+    @property
+    def scheme(self) -> QuantScheme:
+        return SCHEMES[self.quant_preset]
+
+    @property
+    def ort_platform(self) -> Literal["arm", "amd64"]:
+        """The platform ORT's Fixed-style optimizations are saved for."""
+        return "arm" if self.arch == "aarch64" else "amd64"
 
     @model_validator(mode="after")
     def _runtime_matches(self) -> "Target":

@@ -39,12 +39,12 @@ def tiny_weights(tmp_path_factory) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from edgekit.distill.loop import TrainConfig, distill
+    from edgekit.distill.loop import TrainSettings, distill
     from tiny_models import resnet_tiny
 
     x, y = digits_arrays()
     model = resnet_tiny()
-    cfg = TrainConfig(epochs=4, lr=3e-3, batch_size=64, seed=0)
+    cfg = TrainSettings(epochs=4, lr=3e-3, batch_size=64, seed=0)
 
     def batches(epoch):
         order = np.random.default_rng(epoch).permutation(len(x))

@@ -5,7 +5,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from edgekit.backends.ort import calibrate
+from edgekit.ptq.statistics import calibrate
 from edgekit.data import load_data
 from edgekit.quant.calibrators import StreamingHistogram, compute_range
 
@@ -82,11 +82,12 @@ def test_auto_calibration_keeps_the_most_faithful_method(tmp_path, tiny_fp32_onn
     from conftest import digits_arrays
     from edgekit.data.samples import SampleSet
     from edgekit.ptq.auto import METHODS, choose_ranges
+    from edgekit.target import SCHEMES
 
     x, _ = digits_arrays()
     report: dict = {}
-    method, ranges = choose_ranges(tiny_fp32_onnx, SampleSet("digits", arrays={"x": x[:300]}), ["x"], "ort-u8s8",
-                                   tmp_path, report)
+    method, ranges = choose_ranges(tiny_fp32_onnx, SampleSet("digits", arrays={"x": x[:300]}), ["x"],
+                                   SCHEMES["ort-u8s8"], tmp_path, report)
     scores = report["method_scores"]
     assert set(scores) == set(METHODS) and report["chosen_method"] == method
     key = lambda m: (scores[m]["agreement"], scores[m]["cosine"])  # noqa: E731

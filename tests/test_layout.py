@@ -8,8 +8,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edgekit"
 
-# ONNX-side PTQ policy still inside the ORT adapter (its statistics loop and timing), to move to ptq/.
-BACKENDS_PAST_LEAVES = {"edgekit.backends.ort": {"edgekit.measure.latency", "edgekit.quant.calibrators"}}
+BACKENDS_PAST_LEAVES: dict[str, set[str]] = {}  # none left: ONNX-side quantization lives in ptq/
 # Leaves every layer may use (they import nothing of edgekit): errors; files (atomic writes, scratch folders
 # the next run can sweep); progress (the one console, so a long loop anywhere can show its bar).
 LEAVES = ("errors", "files", "progress")

@@ -8,7 +8,9 @@ import pytest
 from onnx import numpy_helper
 
 from conftest import digits_arrays
-from edgekit.backends import ort as ort_backend
+from edgekit.ptq.qdq import quantize_qdq
+from edgekit.ptq.statistics import calibrate
+from edgekit.target import SCHEMES
 from edgekit.data.samples import SampleSet
 
 pytest.importorskip("nncf")
@@ -38,8 +40,8 @@ def test_nncf_ranges_keep_nncf_scales_under_the_ort_preset(tmp_path, tiny_fp32_o
     theirs = nncf.quantize(onnx.load(str(tiny_fp32_onnx)),
                            nncf.Dataset([{"x": x[i:i + 1]} for i in range(200)]), subset_size=200)
     onnx.save(theirs, str(tmp_path / "nncf.onnx"))
-    full = ort_backend.calibrate(fp32, SampleSet("digits", arrays={"x": x[:200]}), ["x"], "minmax", tmp_path)
-    ours = ort_backend.quantize_qdq(fp32, tmp_path / "ours.onnx", {**full, **ranges}, "minmax")
+    full = calibrate(fp32, SampleSet("digits", arrays={"x": x[:200]}), ["x"], "minmax", tmp_path)
+    ours = quantize_qdq(fp32, tmp_path / "ours.onnx", {**full, **ranges}, "minmax", SCHEMES["ort-u8s8"])
     nncf_scales, our_scales = _scales(tmp_path / "nncf.onnx"), _scales(ours)
     shared = set(nncf_scales) & set(our_scales)
     assert len(shared) >= len(nncf_scales) - 1

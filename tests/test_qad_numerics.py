@@ -8,6 +8,9 @@ from onnx import numpy_helper
 
 from conftest import digits_arrays
 from edgekit.backends import ort as ort_backend
+from edgekit.ptq.qdq import quantize_qdq, quantized_activations
+from edgekit.ptq.statistics import calibrate
+from edgekit.target import SCHEMES
 from edgekit.data.samples import SampleSet
 from edgekit.models import load_model
 from edgekit.quant.bn_fold import fold_batchnorm
@@ -20,8 +23,8 @@ EXAMPLE = (torch.zeros(1, 1, 8, 8),)
 
 def _quantized(tmp_path, fp32, preset="ort-u8s8"):
     x, _ = digits_arrays()
-    ranges = ort_backend.calibrate(fp32, SampleSet("digits", arrays={"x": x[:400]}), ["x"], "minmax", tmp_path)
-    int8 = ort_backend.quantize_qdq(fp32, tmp_path / "int8.onnx", ranges, "minmax", preset=preset)
+    ranges = calibrate(fp32, SampleSet("digits", arrays={"x": x[:400]}), ["x"], "minmax", tmp_path)
+    int8 = quantize_qdq(fp32, tmp_path / "int8.onnx", ranges, "minmax", SCHEMES[preset])
     return ranges, int8
 
 
@@ -29,7 +32,8 @@ def _fake_quant_model(weights, fp32, ranges, int8, preset="ort-u8s8"):
     model = load_model("tiny_models:resnet_tiny", weights).module.eval()
     maps = graph_tensor_maps(fp32, {n for n, _ in model.named_modules()})
     fold_batchnorm(model, EXAMPLE)
-    prepare_qat(model, ranges, maps, ort_backend.quantized_activations(int8), **ort_backend.activation_format(preset))
+    prepare_qat(model, ranges, maps, quantized_activations(int8), signed=SCHEMES[preset].signed_activations,
+                symmetric=SCHEMES[preset].symmetric_activations)
     attach_output_quant(model, maps)
     return model.eval(), maps
 
@@ -46,7 +50,7 @@ def test_onnx_in_ort_matches_the_fake_quant_model_within_one_output_step(tmp_pat
                                                                          preset):
     ranges, int8 = _quantized(tmp_path, tiny_fp32_onnx, preset)
     model, _ = _fake_quant_model(tiny_weights, tiny_fp32_onnx, ranges, int8, preset)
-    quantized = ort_backend.quantized_activations(int8)
+    quantized = quantized_activations(int8)
     assert simulated_tensors(model) == quantized  # every rounding the runtime does, torch does too
 
     x, _ = digits_arrays()
@@ -70,7 +74,7 @@ def test_tensorrt_preset_rounds_symmetric_int8_like_ort(tmp_path, tiny_weights, 
 
     ranges, int8 = _quantized(tmp_path, tiny_fp32_onnx, "trt-s8s8")
     model, _ = _fake_quant_model(tiny_weights, tiny_fp32_onnx, ranges, int8, "trt-s8s8")
-    missing = ort_backend.quantized_activations(int8) - simulated_tensors(model)
+    missing = quantized_activations(int8) - simulated_tensors(model)
     # TensorRT also quantizes residual-add outputs, made by functional code inside a block.
     assert missing and all(t.endswith("Add_output_0") for t in missing)
 
@@ -90,7 +94,7 @@ def test_bn_folded_under_fake_quant_keeps_outputs_and_activation_hooks(tmp_path,
     ranges, int8 = _quantized(tmp_path, tiny_fp32_onnx)
     model = load_model("tiny_models:resnet_tiny", tiny_weights).module.eval()
     maps = graph_tensor_maps(tiny_fp32_onnx, {n for n, _ in model.named_modules()})
-    prepare_qat(model, ranges, maps, ort_backend.quantized_activations(int8))
+    prepare_qat(model, ranges, maps, quantized_activations(int8))
     x = torch.from_numpy(digits_arrays()[0][1000:])
     with torch.no_grad():
         live = model.eval()(x)
@@ -107,7 +111,7 @@ def test_bn_folded_under_fake_quant_keeps_outputs_and_activation_hooks(tmp_path,
 
 def test_feature_kd_projects_a_pruned_width_and_learns():
     from edgekit.distill.feature import FeatureKD, parse_pairs
-    from edgekit.distill.loop import TrainConfig, distill
+    from edgekit.distill.loop import TrainSettings, distill
     from tiny_models import TinyResNet
 
     torch.manual_seed(0)
@@ -115,7 +119,7 @@ def test_feature_kd_projects_a_pruned_width_and_learns():
     x, y = digits_arrays()
     x, y = torch.from_numpy(x[:256]), torch.from_numpy(y[:256])
     kd = FeatureKD(parse_pairs(["block2"]), weight=1.0)
-    history = distill(student, teacher, lambda e: [((x,), y)], TrainConfig(epochs=8, lr=1e-2), aux_losses=[kd])
+    history = distill(student, teacher, lambda e: [((x,), y)], TrainSettings(epochs=8, lr=1e-2), aux_losses=[kd])
     assert isinstance(kd.projections[0], torch.nn.Conv2d) and kd.projections[0].weight.shape[:2] == (32, 16)
     assert history[-1]["feature"] < history[0]["feature"]
     assert not student.block2._forward_hooks  # detached after training

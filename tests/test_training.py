@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgekit.distill.loop import TrainConfig, alpha_at, distill, kd_loss
+from edgekit.distill.loop import TrainSettings, alpha_at, distill, kd_loss
 
 
 def test_kd_loss_parts_and_temperature_scaling():
@@ -17,9 +17,9 @@ def test_kd_loss_parts_and_temperature_scaling():
 
 
 def test_alpha_ramps_linearly_over_the_epochs():
-    cfg = TrainConfig(epochs=5, alpha=0.8, alpha_end=0.0)
+    cfg = TrainSettings(epochs=5, alpha=0.8, alpha_end=0.0)
     assert [round(alpha_at(cfg, e), 3) for e in range(5)] == [0.8, 0.6, 0.4, 0.2, 0.0]
-    assert alpha_at(TrainConfig(epochs=5, alpha=0.3), 4) == 0.3
+    assert alpha_at(TrainSettings(epochs=5, alpha=0.3), 4) == 0.3
 
 
 def test_early_stop_restores_the_best_epoch():
@@ -33,7 +33,7 @@ def test_early_stop_restores_the_best_epoch():
         weights_at.append(model.weight.detach().clone())
         return next(scores)
 
-    history = distill(model, None, lambda e: [((x,), y)], TrainConfig(epochs=5, lr=0.1, patience=2),
+    history = distill(model, None, lambda e: [((x,), y)], TrainSettings(epochs=5, lr=0.1, patience=2),
                       validate=validate)
     assert len(history) == 4  # epochs 3 and 4 did not beat epoch 2: stopped
     assert torch.equal(model.weight, weights_at[1])

@@ -68,7 +68,7 @@ def test_bert_dynamic_int8_is_fused_quantized_and_faithful(tmp_path):
 def test_bert_static_int8_quantizes_the_linear_layers_only(tmp_path):
     import onnx
 
-    from edgekit.backends.ort import transformer_placement
+    from edgekit.ptq.qdq import transformer_placement
 
     report = _compress_bert(tmp_path, target="x86-64", out=tmp_path / "s", quant="static")
     ops = next(s for s in report["stages"] if s["name"] == "export")["metrics"]["optimized_ops"]

@@ -4,7 +4,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgekit.backends.ort import calibrate, quantize_qdq
+from edgekit.ptq.qdq import quantize_qdq
+from edgekit.ptq.statistics import calibrate
+from edgekit.target import SCHEMES
 from edgekit.backends.trt_rules import check_explicit_quantization
 from edgekit.data import load_data
 
@@ -18,20 +20,20 @@ def fp32(tiny_fp32_onnx, digits_npz):
 
 def test_trt_preset_passes_every_rule(fp32):
     root, ranges = fp32
-    path = quantize_qdq(root / "fp32.onnx", root / "trt.onnx", ranges, "minmax", preset="trt-s8s8")
+    path = quantize_qdq(root / "fp32.onnx", root / "trt.onnx", ranges, "minmax", SCHEMES["trt-s8s8"])
     assert check_explicit_quantization(path) == []
 
 
 def test_ort_preset_breaks_the_zero_point_rule(fp32):
     root, ranges = fp32
-    path = quantize_qdq(root / "fp32.onnx", root / "ort.onnx", ranges, "minmax", preset="ort-u8s8")
+    path = quantize_qdq(root / "fp32.onnx", root / "ort.onnx", ranges, "minmax", SCHEMES["ort-u8s8"])
     rules = {v.rule for v in check_explicit_quantization(path)}
     assert any("zero point is uint8" in r for r in rules)
 
 
 def test_checker_rejects_hand_broken_graphs(fp32):
     root, ranges = fp32
-    good = onnx.load(str(quantize_qdq(root / "fp32.onnx", root / "t.onnx", ranges, "minmax", preset="trt-s8s8")))
+    good = onnx.load(str(quantize_qdq(root / "fp32.onnx", root / "t.onnx", ranges, "minmax", SCHEMES["trt-s8s8"])))
     graph = good.graph
     # 1: bypass the DQ feeding one residual add input
     producer = {o: n for n in graph.node for o in n.output}

@@ -72,7 +72,7 @@ def write_manifest(folder: Path, cfg, target, compiled, ctx, student, baseline: 
 
 def recorded_settings(cfg) -> dict[str, Any]:
     """The settings that shaped the artifact, with input paths cut to their file names."""
-    settings = cfg.model_dump(mode="json", exclude={"force", "resume", "out"})
+    settings = {k: v for k, v in cfg.flat().items() if k != "out"}
     for name in PATH_SETTINGS:
         if isinstance(settings.get(name), str):
             settings[name] = without_folders(settings[name])

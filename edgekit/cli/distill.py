@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
+from edgekit.api import DISTILL_OPTIONS
+from edgekit.cli._options import given, with_settings
 from edgekit.cli._output import emit_json, start
 
 NAME = "distill"
@@ -27,42 +28,18 @@ Example:
 """
 
 
+@with_settings(DISTILL_OPTIONS)
 def command(
-    teacher: Annotated[str, typer.Option(help="Teacher: transformers folder, package.module:factory or example:NAME.")],
-    student: Annotated[str, typer.Option(help="Student: transformers folder or package.module:factory (built fresh).")],
-    data: Annotated[str, typer.Option(help="Training data (.npz, folder, image folder, or example:mnist).")],
-    out: Annotated[Path, typer.Option(help="Output folder.")],
-    teacher_weights: Annotated[Optional[str], typer.Option(help="Teacher weights file.")] = None,
-    student_weights: Annotated[Optional[str], typer.Option(help="Start the student from these weights.")] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
-    lr: Annotated[float, typer.Option(help="Learning rate (cosine-annealed).")] = 1e-3,
-    temperature: Annotated[float, typer.Option(help="Distillation temperature T.")] = 4.0,
-    alpha: Annotated[float, typer.Option(help="Task-loss weight (1 - alpha goes to KD).")] = 0.5,
-    alpha_end: Annotated[Optional[float], typer.Option(help="Ramp alpha linearly to this by the last epoch.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size (global: split over torchrun processes).")] = 64,
-    accumulate: Annotated[int, typer.Option(help="Sum the gradients of this many batches per optimizer step.")] = 1,
-    feature_kd: Annotated[Optional[list[str]], typer.Option(help="Feature distillation pair STUDENT_LAYER[:TEACHER_LAYER] (repeatable); a learned projection bridges widths.")] = None,
-    feature_weight: Annotated[float, typer.Option(help="Weight of the feature loss.")] = 1.0,
-    attention_kd: Annotated[float, typer.Option(help="Weight of attention-map transfer between transformer pairs (0: off).")] = 0.0,
-    curriculum: Annotated[Optional[float], typer.Option(help="Start on this fraction of samples the teacher is surest of; all by the last epoch.")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast for the forward passes.")] = "fp32",
-    device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu or cuda.")] = "auto",
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without better agreement (0: never).")] = 0,
-    split: Annotated[str, typer.Option(help="train,calib,eval fractions.")] = "0.7,0.1,0.2",
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped run in OUT.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json.")] = False,
+    **settings: Any,
 ) -> None:
     from edgekit.api import distill
 
     start(as_json)
-    report = distill(teacher=teacher, student=student, data=data, out=out, teacher_weights=teacher_weights,
-                     student_weights=student_weights, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha,
-                     alpha_end=alpha_end, batch_size=batch_size, accumulate=accumulate, feature_kd=feature_kd,
-                     feature_weight=feature_weight, attention_kd=attention_kd, curriculum=curriculum,
-                     precision=precision, device=device, patience=patience, split=split, seed=seed,
-                     force=force, resume=resume)
+    report = distill(**given(settings, DISTILL_OPTIONS), force=force, resume=resume)
+    out = settings["out"]
     if report["processes"] > 1 and int(os.environ.get("RANK", "0")) != 0:
         return  # one process speaks for the group
     if as_json:

@@ -13,6 +13,7 @@ from torch import nn
 
 from edgekit.data.text import trim_padding
 from edgekit.progress import bar
+from edgekit.settings import TrainSettings
 from edgekit.distill.distributed import Runtime, autocast, current, mean_over_processes, no_sync, shard, wrap
 
 
@@ -45,21 +46,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     return parts
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 3
-    lr: float = 1e-3
-    temperature: float = 4.0
-    alpha: float = 0.5
-    batch_size: int = 64
-    seed: int = 0
-    alpha_end: float | None = None  # alpha moves linearly from `alpha` to this over the epochs
-    patience: int = 0  # stop after this many epochs without a better validation score (0: never)
-    accumulate: int = 1  # optimizer step every this many batches (their gradients summed)
-    precision: str = "fp32"  # or "bf16": forward passes under bf16 autocast
-
-
-def alpha_at(cfg: TrainConfig, epoch: int) -> float:
+def alpha_at(cfg: TrainSettings, epoch: int) -> float:
     """The task-loss weight of this epoch: constant, or a linear ramp to `alpha_end`."""
     if cfg.alpha_end is None or cfg.epochs < 2:
         return cfg.alpha
@@ -132,7 +119,7 @@ class _Trainee(nn.Module):
 
 
 def distill(student: nn.Module, teacher: nn.Module | None, batches: Callable[[int], Iterable[Batch]],
-            cfg: TrainConfig, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+            cfg: TrainSettings, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
             train_mode: Callable[[nn.Module], None] | None = None,
             validate: Callable[[], float] | None = None, aux_losses: Sequence[AuxLoss] = (),
             epochs: range | None = None, resume: "Resume | None" = None,
@@ -210,7 +197,7 @@ def _restore_state(opt: torch.optim.Optimizer, aux: nn.ModuleList, state: dict) 
         torch.set_rng_state(state["rng"])
 
 
-def _train_epoch(model: nn.Module, teacher: nn.Module | None, batches: list[Batch], opt, cfg: TrainConfig,
+def _train_epoch(model: nn.Module, teacher: nn.Module | None, batches: list[Batch], opt, cfg: TrainSettings,
                  alpha: float, aux: list, runtime: Runtime, advance=None) -> dict[str, float]:
     """One pass; with `cfg.accumulate` > 1 each optimizer step sums the gradients of that many batches."""
     batches = [b for b in batches if len(b[0][0]) >= runtime.world]  # every process needs a sample
@@ -238,7 +225,7 @@ def _train_epoch(model: nn.Module, teacher: nn.Module | None, batches: list[Batc
     return record
 
 
-def _losses(model, teacher, inputs, labels, cfg: TrainConfig, alpha: float, aux: list,
+def _losses(model, teacher, inputs, labels, cfg: TrainSettings, alpha: float, aux: list,
             runtime: Runtime) -> dict[str, torch.Tensor]:
     with autocast(runtime, cfg.precision):
         logits = model(*inputs)

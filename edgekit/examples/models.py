@@ -15,7 +15,8 @@ from torch import nn
 
 from edgekit.errors import ModelLoadError
 from edgekit.progress import console, stage
-from edgekit.distill.loop import TrainConfig, distill
+from edgekit.distill.loop import distill
+from edgekit.settings import TrainSettings
 from edgekit.examples import CACHE_VERSION, SEED, SPLIT, cache_dir
 
 WIDTHS = {"mnist-teacher": (32, 64, 128), "mnist-student": (16, 32, 64)}
@@ -23,7 +24,7 @@ WIDTHS = {"mnist-teacher": (32, 64, 128), "mnist-student": (16, 32, 64)}
 
 def demo_recipe() -> dict:
     """What `edgekit demo` runs: calibration/mnist-demo.yaml, shipped with the package."""
-    from edgekit.recipe import load_recipe
+    from edgekit.settings import load_recipe
     from edgekit.files import data_dir
 
     return load_recipe(data_dir("calibration") / "mnist-demo.yaml")
@@ -119,8 +120,8 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 # Training recipes of the example models (teacher from labels, student by distillation).
 RECIPES = {
-    "mnist-teacher": TrainConfig(epochs=6, lr=3e-3, batch_size=64, seed=0),
-    "mnist-student": TrainConfig(epochs=8, lr=3e-3, batch_size=64, temperature=4.0, alpha=0.3, seed=0),
+    "mnist-teacher": TrainSettings(epochs=6, lr=3e-3, batch_size=64, seed=0),
+    "mnist-student": TrainSettings(epochs=8, lr=3e-3, batch_size=64, temperature=4.0, alpha=0.3, seed=0),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgekit.measure.metrics import accuracy, mean_cosine, top1_agreement
+from edgekit.measure.metrics import score
 
 
 def torch_outputs(model, samples, input_names: list[str], batch_size: int = 256) -> np.ndarray:
@@ -41,11 +41,10 @@ def agreement_scorer(model, teacher, samples, input_names: list[str]):
     similarity for outputs that are not class scores. Higher is better."""
     reference = torch_outputs(teacher, samples, input_names)
 
-    def score() -> float:
-        outputs = torch_outputs(model, samples, input_names)
-        agreement = top1_agreement(outputs, reference)
-        return agreement if agreement is not None else mean_cosine(outputs, reference)
-    return score
+    def validation_score() -> float:
+        measured = score(torch_outputs(model, samples, input_names), None, reference)
+        return measured["agreement"] if measured["agreement"] is not None else measured["cosine"]
+    return validation_score
 
 
 def teacher_outputs(ctx, input_names: list[str]) -> np.ndarray:
@@ -56,12 +55,11 @@ def teacher_outputs(ctx, input_names: list[str]) -> np.ndarray:
 
 
 def fidelity(outputs: np.ndarray, ctx, input_names: list[str]) -> dict[str, float | None]:
+    """`score` on the evaluation split against the run's reference (the FP32 ONNX model's or the teacher's)."""
     reference = ctx.cache.get("reference_eval")
     if reference is None:
         reference = teacher_outputs(ctx, input_names)
-    return {"accuracy": accuracy(outputs, ctx.splits.eval.labels),
-            "agreement": top1_agreement(outputs, reference),
-            "cosine": mean_cosine(outputs, reference)}
+    return score(outputs, ctx.splits.eval.labels, reference)
 
 
 def torch_fidelity(model, ctx, input_names: list[str]) -> dict[str, float | None]:

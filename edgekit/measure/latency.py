@@ -1,8 +1,9 @@
-"""Time one ONNX model in a fresh process, so its peak memory is its own.
+"""The one timing loop and the one median: every stage, scan, search and benchmark times models here.
 
-Run as `python -m edgekit.measure.latency MODEL INPUTS.npz WARMUP RUNS THREADS`;
-prints one JSON line. Kept free of edgekit imports beyond the standard
-library, numpy and onnxruntime so it can also run on a board.
+`time_runs` is the loop, `percentiles` the summary (p50 is numpy's median), `median_ms` what
+comparisons use. `measure_in_process` times a model in a fresh process so its peak memory is its
+own: `python -m edgekit.measure.latency MODEL INPUTS.npz WARMUP RUNS THREADS` prints one JSON line.
+At module level this file needs only the standard library, numpy and onnxruntime.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ def measure(model: str, inputs_path: str, warmup: int, runs: int, threads: int) 
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-    arr = np.asarray(time_runs(sess, feed, warmup, runs))
-    return {"p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
-            "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "runs": runs,
-            "threads": threads, "peak_rss_bytes": _peak_rss(),
+    return {**percentiles(time_runs(sess, feed, warmup, runs)), "runs": runs, "threads": threads,
+            "peak_rss_bytes": _peak_rss(),
             "session_memory_bytes": max(_peak_rss() - rss_before, 0), "onnxruntime": ort.__version__}
 
 
@@ -42,6 +41,40 @@ def time_runs(sess, feed: dict, warmup: int, runs: int) -> list[float]:
         sess.run(None, feed)
         times.append((time.perf_counter() - start) * 1e3)
     return times
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    arr = np.asarray(times)
+    return {"p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
+            "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean())}
+
+
+def median_ms(sess, feed: dict, warmup: int, runs: int) -> float:
+    """Median milliseconds of `runs` calls: what every latency comparison in edgekit uses."""
+    return percentiles(time_runs(sess, feed, warmup, runs))["p50"]
+
+
+def measure_in_process(path, feed: dict, warmup: int, runs: int, threads: int) -> dict:
+    """`measure` in a child process (its peak memory then is the model's own)."""
+    import subprocess
+    from pathlib import Path
+
+    import numpy as np
+
+    from edgekit.errors import StageError
+    from edgekit.files import scratch_dir
+
+    with scratch_dir("bench") as tmp:
+        inputs = Path(tmp) / "inputs.npz"
+        np.savez(inputs, **feed)
+        cmd = [sys.executable, "-m", "edgekit.measure.latency", str(path), str(inputs), str(warmup), str(runs),
+               str(threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise StageError(f"timing {path} failed: {proc.stderr.strip().splitlines()[-1][:200]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _peak_rss() -> int:

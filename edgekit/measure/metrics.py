@@ -99,3 +99,11 @@ def accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
     if labels is None:
         return None
     return float((logits.argmax(-1) == labels).mean() * 100)
+
+
+def score(outputs: np.ndarray, labels: np.ndarray | None, reference: np.ndarray | None) -> dict[str, float | None]:
+    """Accuracy against the labels, top-1 agreement and mean cosine against the reference outputs: the one
+    fidelity record every stage, scan, search and benchmark reports (None where a part is missing)."""
+    return {"accuracy": accuracy(outputs, labels),
+            "agreement": None if reference is None else top1_agreement(outputs, reference),
+            "cosine": None if reference is None else mean_cosine(outputs, reference)}

@@ -11,49 +11,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from edgekit.errors import InputError, StageError
+from edgekit.errors import StageError
 from edgekit.pruning.attention import head_counts, sync_attention_attributes
 from edgekit.pruning.channel_split import find_channel_splits, split_blocks
 from edgekit.pruning.importance import accumulate_taylor_gradients, make_importance
 from edgekit.pruning.policy import default_protected, ignored_layers, named_ratios, ratio_caps
+from edgekit.settings import PruneSettings
 
-
-@dataclass
-class PruneSettings:
-    """What to prune and how; the prune stage carries these, scans and searches make their own."""
-
-    ratio: float
-    round_to: int = 8
-    protect: list[str] | None = None  # None: first and last layer
-    importance: str = "l1"
-    global_ranking: bool = False
-    min_channels: int = 8
-    max_layer_ratio: float = 0.9
-    layer_ratios: dict[str, float] | None = None  # per-layer ratios by name (from `edgekit prune scan`)
-    steps: int = 1  # iterative pruning: prune, recalibrate BN, distil, repeat
-    finetune_epochs: int = 1  # KD epochs after each step and for each budget candidate
-    max_accuracy_drop: float | None = None  # budget search over scan-based candidates
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.ratio < 1.0:
-            raise InputError(f"--prune {self.ratio} is outside [0, 1); give a fraction of channels such as 0.5")
-        make_importance(self.importance)
-        if self.steps < 1:
-            raise InputError(f"--prune-steps {self.steps} must be at least 1")
-        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
-            raise InputError(f"--max-accuracy-drop {self.max_accuracy_drop} must be >= 0 points")
-
-    def settings(self) -> dict[str, Any]:
-        return {"ratio": self.ratio, "importance": self.importance, "round_to": self.round_to,
-                "protect": self.protect, "global": self.global_ranking, "min_channels": self.min_channels,
-                "max_layer_ratio": self.max_layer_ratio, "layer_ratios": self.layer_ratios, "steps": self.steps,
-                "finetune_epochs": self.finetune_epochs, "max_accuracy_drop": self.max_accuracy_drop}
 
 def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: PruneSettings,
                 batches=None, teacher: nn.Module | None = None, head_share: float | None = None) -> dict[str, Any]:
@@ -95,7 +64,7 @@ def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: P
     with torch.no_grad():
         model.eval()(*example)
     history = [[name, bool(out), [int(i) for i in idx]] for name, out, idx in pruner.pruning_history()]
-    return {**settings.settings(), "protect": protect, "history": history, "heads": head_map,
+    return {**settings.plan_record(), "protect": protect, "history": history, "heads": head_map,
             "channel_splits": splits, "channels": channel_counts(model)}
 
 

@@ -11,15 +11,14 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from edgekit.measure.latency import time_runs
-from edgekit.measure.metrics import accuracy, onnx_params_and_macs, top1_agreement
+from edgekit.measure.latency import median_ms
+from edgekit.measure.metrics import onnx_params_and_macs
 from edgekit.models.export import export_onnx
 from edgekit.progress import console
-from edgekit.measure.fidelity import fidelity_drop
+from edgekit.measure.fidelity import fidelity_drop, score
 from edgekit.pruning.policy import PRUNABLE, default_protected, ignored_layers
 from edgekit.files import scratch_dir
 
@@ -76,9 +75,8 @@ def measure(model, example, input_names, evals, reference, runs: int) -> dict[st
         path = export_onnx(model, example, input_names, Path(tmp) / "m.onnx")
         _, macs = onnx_params_and_macs(path, {n: tuple(t.shape) for n, t in zip(input_names, example)})
         sess = ort_backend.session(path, threads=1)
-        times = time_runs(sess, {n: t[:1].numpy() for n, t in zip(input_names, example)}, 5, runs)
-    return {"accuracy": accuracy(outputs, evals.labels), "agreement": top1_agreement(outputs, reference),
-            "latency_ms": float(np.median(times)), "macs": macs}
+        latency = median_ms(sess, {n: t[:1].numpy() for n, t in zip(input_names, example)}, 5, runs)
+    return {**score(outputs, evals.labels, reference), "latency_ms": latency, "macs": macs}
 
 
 def propose(result: dict[str, Any], max_drop: float) -> dict[str, float]:

@@ -9,11 +9,10 @@ target runtime; the fastest one within the accuracy budget wins.
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 from typing import Any
 
 from edgekit.progress import bar, console
-from edgekit.distill.loop import TrainConfig, distill, epoch_batches
+from edgekit.distill.loop import TrainSettings, distill, epoch_batches
 
 TOLERANCE_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -32,7 +31,7 @@ def finetune(model, ctx, names: list[str], epochs: int, lr: float | None = None)
         return
     if lr is None:
         lr = ATTENTION_LR if attention_modules(model) else CNN_LR
-    cfg = TrainConfig(epochs=epochs, lr=lr, temperature=4.0, alpha=0.3, batch_size=64, seed=ctx.seed)
+    cfg = TrainSettings(epochs=epochs, lr=lr, temperature=4.0, alpha=0.3, batch_size=64, seed=ctx.seed)
     distill(model, ctx.teacher, epoch_batches(ctx.splits.train, names, cfg.batch_size, ctx.seed), cfg)
 
 
@@ -45,7 +44,7 @@ def prune_iteratively(model, example, settings, ctx, names: list[str], steps: in
     splits: dict[str, list[int]] = {}
     plan: dict[str, Any] = {}
     for step in range(steps):
-        plan = prune_model(model, example, replace(settings, ratio=1.0 - keep, steps=1, max_accuracy_drop=None),
+        plan = prune_model(model, example, settings.model_copy(update={"ratio": 1.0 - keep, "steps": 1, "budget": None}),
                            head_share=settings.ratio if step == 0 else 0.0)
         history += plan["history"]
         splits.update(plan["channel_splits"])
@@ -68,7 +67,7 @@ def budget_search(model, example, settings, ctx, names: list[str], epochs: int) 
     reference = teacher_outputs(ctx, names)
     candidates: dict[str, dict[str, float] | float] = {}
     for scale in TOLERANCE_SCALES:
-        ratios = propose(scanned, settings.max_accuracy_drop * scale)
+        ratios = propose(scanned, settings.budget * scale)
         if any(ratios.values()) and ratios not in candidates.values():
             candidates[f"scan x{scale:g}"] = ratios
         floor_half = {root: max(0.5, ratio) for root, ratio in ratios.items()}
@@ -81,8 +80,8 @@ def budget_search(model, example, settings, ctx, names: list[str], epochs: int) 
         for label, ratios in candidates.items():
             trial = copy.deepcopy(model)
             uniform = isinstance(ratios, float)
-            trial_settings = replace(settings, ratio=ratios if uniform else 0.0,
-                                     layer_ratios=None if uniform else ratios, max_accuracy_drop=None)
+            trial_settings = settings.model_copy(update={"ratio": ratios if uniform else 0.0, "budget": None,
+                                                        "layer_ratios": None if uniform else ratios})
             plan = prune_model(trial, example, trial_settings)
             recalibrate_batchnorm(trial, ctx.splits.train, names)
             finetune(trial, ctx, names, epochs)
@@ -91,17 +90,17 @@ def budget_search(model, example, settings, ctx, names: list[str], epochs: int) 
             drop = fidelity_drop(base, quality)
             row = {"candidate": label, "accuracy": quality["accuracy"], "agreement": quality["agreement"],
                    "drop": drop, "latency_ms": timing["latency_ms"], "macs": timing["macs"],
-                   "params": sum(p.numel() for p in trial.parameters()), "within_budget": drop <= settings.max_accuracy_drop}
+                   "params": sum(p.numel() for p in trial.parameters()), "within_budget": drop <= settings.budget}
             rows.append(row)
             console.log(f"  candidate {label}: drop {drop:.2f} pts, {timing['latency_ms']:.3f} ms")
             if row["within_budget"] and (best is None or row["latency_ms"] < best[2]["latency_ms"]):
                 best = (trial, plan, row)
             advance(1)
-    report = {"baseline": base, "candidates": rows, "budget": settings.max_accuracy_drop,
+    report = {"baseline": base, "candidates": rows, "budget": settings.budget,
               "verdict": _verdict(best, rows)}
     if best is None:
-        return model, prune_model(model, example, replace(settings, ratio=0.0, layer_ratios=None,
-                                                          max_accuracy_drop=None)), report
+        return model, prune_model(model, example, settings.model_copy(
+            update={"ratio": 0.0, "layer_ratios": None, "budget": None})), report
     return best[0], best[1], report
 
 

@@ -11,24 +11,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit.backends import ort as ort_backend
-from edgekit.measure.metrics import mean_cosine, top1_agreement
+from edgekit.backends.ort import run_model
 from edgekit.files import scratch_dir
+from edgekit.measure.metrics import score
+from edgekit.ptq.qdq import quantize_qdq
+from edgekit.ptq.statistics import calibrate_methods
+from edgekit.settings import CALIB_METHODS
 
-METHODS = ("minmax", "percentile", "entropy", "mse")
+METHODS = tuple(m for m in CALIB_METHODS if m != "auto")
 
 
-def choose_ranges(fp32: Path, samples, names: list[str], preset: str, work: Path,
+def choose_ranges(fp32: Path, samples, names: list[str], scheme, work: Path,
                   report: dict) -> tuple[str, dict[str, list[float]]]:
     """(winning method, its ranges); `report` gets every candidate's score."""
-    candidates = ort_backend.calibrate_methods(fp32, samples, names, METHODS, work, report)
-    reference = ort_backend.run_model(fp32, samples, names)
+    candidates = calibrate_methods(fp32, samples, names, METHODS, work, report)
+    reference = run_model(fp32, samples, names)
     scores = {}
     with scratch_dir("auto") as tmp:
         for method, ranges in candidates.items():
-            path = ort_backend.quantize_qdq(fp32, Path(tmp) / f"{method}.onnx", ranges, method, preset=preset)
-            outputs = ort_backend.run_model(path, samples, names)
-            scores[method] = (top1_agreement(outputs, reference), mean_cosine(outputs, reference))
+            path = quantize_qdq(fp32, Path(tmp) / f"{method}.onnx", ranges, method, scheme)
+            outputs = run_model(path, samples, names)
+            measured = score(outputs, None, reference)
+            scores[method] = (measured["agreement"], measured["cosine"])
     best = max(scores, key=lambda m: (scores[m][0] or 0.0, scores[m][1]))
     report.update({"chosen_method": best,
                    "method_scores": {m: {"agreement": a, "cosine": c} for m, (a, c) in scores.items()}})

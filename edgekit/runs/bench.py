@@ -14,7 +14,8 @@ from edgekit.bundle.manifest import MANIFEST, read_manifest
 
 def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -> dict[str, Any]:
     from edgekit.backends import ort as ort_backend
-    from edgekit.stages.bench import BenchSettings, measure_model
+    from edgekit.settings import BenchSettings
+    from edgekit.stages.bench import measure_model
 
     manifest = _read_manifest(folder)
     names = [i["name"] for i in manifest["inputs"]]
@@ -26,7 +27,7 @@ def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -
     if runs is not None:
         if runs < 1:
             raise InputError(f"--runs {runs} must be at least 1")
-        settings.runs = runs
+        settings = settings.model_copy(update={"runs": runs})
     base = Path(baseline) if baseline else (folder / manifest["baseline"]).resolve()
     results: dict[str, Any] = {"target": manifest["target"]["name"], "data": data}
     reference = None

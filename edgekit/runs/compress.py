@@ -20,12 +20,12 @@ from edgekit.files import atomic_dir
 from edgekit.bundle.manifest import write_manifest
 from edgekit.outdir import claimed_output, input_paths
 from edgekit.models import load_model
-from edgekit.pipeline import Context, run_stages
-from edgekit.recipe import CompressConfig, load_layer_ratios
+from edgekit.pipeline import Context, check_stages, run_stages
+from edgekit.settings import CompressConfig, load_layer_ratios
 from edgekit.measure.reference import REFERENCE, write_reference
 from edgekit.bundle.report import build_report, write_report
 from edgekit.measure.fidelity import check_teacher_fits, drop_unit, fidelity_drop
-from edgekit.target import load_target
+from edgekit.target import Target, load_target
 from edgekit.files import scratch_dir
 
 
@@ -43,36 +43,27 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
 
 def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     target = load_target(cfg.target)
-    if target.runtime == "tensorrt" and cfg.quant == "dynamic":
-        raise InputError(f"{target.name} runs TensorRT, which has no dynamic INT8; use --quant static or qad")
     student = load_model(cfg.model, cfg.weights)
-    if student.is_onnx and (cfg.prune > 0 or cfg.layer_ratios or cfg.quant == "qad"):
-        raise InputError(f"{cfg.model} is ONNX: pruning and QAD need a PyTorch model; "
-                         "use --prune 0 with --quant static or dynamic")
-    if parse_fractions(cfg.split)[0] == 0 and (cfg.quant == "qad" or _prunes(cfg, student.is_onnx)):
-        raise InputError(f"--split {cfg.split} leaves no training samples, but QAD and pruning train; "
-                         "give a train fraction above 0, or use --quant static with --prune 0")
     splits = _splits(cfg, student)
     reference = check_model_fits(student, splits)
     teacher = _teacher(cfg, student, splits)
-    _check_aux_losses(cfg, student, teacher, splits)
     stages = build_stages(cfg, target, student.is_onnx)
+    ctx = Context(target=target, splits=splits, seed=cfg.seed, work=cfg.out / "work", teacher=teacher,
+                  student=None if student.is_onnx else student.module)
+    if student.is_onnx:
+        ctx.cache["reference_eval"] = reference
+    artifact = _initial_artifact(student)
+    check_stages(stages, ctx, artifact)
     if not runtime.main:
-        return _follow(stages, target, splits, teacher, cfg, student, runtime.rank)
-    with claimed_output(cfg.out, cfg.force, cfg.resume, input_paths(cfg)):
-        work = cfg.out / "work"
-        work.mkdir(parents=True, exist_ok=True)
-        ctx = Context(target=target, splits=splits, seed=cfg.seed, work=work, teacher=teacher)
-        if student.is_onnx:
-            ctx.cache["reference_eval"] = reference
-        artifact = _initial_artifact(student)
-        final = run_stages(stages, ctx, artifact, work, resume=cfg.resume)
-        check_budget(cfg, final, work)
+        return _follow(stages, ctx, artifact, runtime.rank)
+    with claimed_output(cfg.out, cfg.force, cfg.resume, input_paths(cfg.flat())):
+        ctx.work.mkdir(parents=True, exist_ok=True)
+        final = run_stages(stages, ctx, artifact, ctx.work, resume=cfg.resume)
+        check_budget(cfg, final, ctx.work)
         return publish(cfg, target, final, ctx, student)
 
 
-
-def _follow(stages: list, target, splits, teacher, cfg: CompressConfig, student, rank: int) -> dict[str, Any]:
+def _follow(stages: list, ctx: Context, artifact: Artifact, rank: int) -> dict[str, Any]:
     """A torchrun process other than 0: the same stages up to the last one that trains, in a scratch folder,
     so every DDP step has its partner; nothing is written to OUT."""
     from edgekit.stages.prune import PruneStage
@@ -80,8 +71,8 @@ def _follow(stages: list, target, splits, teacher, cfg: CompressConfig, student,
 
     last = max((i for i, s in enumerate(stages) if isinstance(s, (PruneStage, QadStage))), default=-1)
     with scratch_dir("rank") as scratch:
-        ctx = Context(target=target, splits=splits, seed=cfg.seed, work=Path(scratch), teacher=teacher)
-        run_stages(stages[:last + 1], ctx, _initial_artifact(student), Path(scratch))
+        ctx.work = Path(scratch)
+        run_stages(stages[:last + 1], ctx, artifact, Path(scratch))
     return {"rank": rank}
 
 
@@ -147,19 +138,6 @@ def _teacher(cfg: CompressConfig, student, splits):
     return teacher.module
 
 
-def _check_aux_losses(cfg: CompressConfig, student, teacher, splits) -> None:
-    """Layer names and shapes of --feature-kd and --attention-kd are checked before any stage runs."""
-    if not cfg.feature_kd and not cfg.attention_kd:
-        return
-    if cfg.quant != "qad":
-        raise InputError("--feature-kd and --attention-kd train during QAD; add --quant qad or drop them")
-    from edgekit.stages._torch import example_inputs
-    from edgekit.distill.loop import build_aux_losses, check_aux_losses
-
-    aux = build_aux_losses(cfg.feature_kd, cfg.feature_weight, cfg.attention_kd)
-    check_aux_losses(aux, student.module, teacher, example_inputs(splits, student.input_names))
-
-
 def _initial_artifact(student) -> Artifact:
     files = {"onnx": str(Path(student.onnx_path).resolve())} if student.is_onnx else {}
     return Artifact(format="onnx" if student.is_onnx else "torch", folder=".", files=files,
@@ -167,8 +145,9 @@ def _initial_artifact(student) -> Artifact:
                     source_weights=str(Path(student.weights).resolve()) if student.weights else None)
 
 
-def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
-    from edgekit.stages.bench import BenchSettings, BenchStage
+def build_stages(cfg: CompressConfig, target: Target, is_onnx: bool) -> list:
+    """The stages --quant and the pruning settings call for, each given its typed settings and the target's."""
+    from edgekit.stages.bench import BenchStage
     from edgekit.stages.calibrate import CalibrateStage
     from edgekit.stages.compile import CompileStage
     from edgekit.stages.export import ExportStage
@@ -176,39 +155,32 @@ def build_stages(cfg: CompressConfig, target, is_onnx: bool) -> list:
     from edgekit.stages.qad import QadStage
     from edgekit.stages.source import SourceStage
 
+    prunes = _prunes(cfg, is_onnx)
     stages: list = [SourceStage(opset=target.opset)]
-    if _prunes(cfg, is_onnx):
-        stages.append(PruneStage(ratio=cfg.prune, round_to=target.round_to, protect=cfg.protect,
-                                 importance=cfg.importance, global_ranking=cfg.global_prune,
-                                 min_channels=cfg.min_channels, max_layer_ratio=cfg.max_layer_ratio,
-                                 layer_ratios=load_layer_ratios(cfg.layer_ratios), steps=cfg.prune_steps,
-                                 finetune_epochs=cfg.finetune_epochs, max_accuracy_drop=cfg.max_accuracy_drop))
-    if cfg.quant in ("static", "qad"):
-        stages.append(CalibrateStage(method=cfg.calib, calibrator=cfg.calibrator, preset=target.quant_preset,
-                                     opset=target.opset))
-    if cfg.quant == "qad":
-        stages.append(QadStage(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
-                               batch_size=cfg.batch_size, method=cfg.calib,
-                               recover=_prunes(cfg, is_onnx), alpha_end=cfg.alpha_end, patience=cfg.patience,
-                               learn_scales=cfg.learn_scales, feature_kd=tuple(cfg.feature_kd or ()),
-                               feature_weight=cfg.feature_weight, attention_kd=cfg.attention_kd,
-                               preset=target.quant_preset, opset=target.opset))
-    stages.append(ExportStage(quant=cfg.quant, method=cfg.calib, opset=target.opset, preset=target.quant_preset,
-                              max_drop=cfg.max_accuracy_drop))
+    if prunes:
+        ratios = load_layer_ratios(cfg.pruning.layer_ratios)
+        stages.append(PruneStage(cfg.pruning.model_copy(update={"round_to": target.round_to,
+                                                                "layer_ratios": ratios})))
+    method = cfg.calibration.method
+    if cfg.quant.calibrates:
+        stages.append(CalibrateStage(cfg.calibration, target.scheme, opset=target.opset))
+    if cfg.quant.trains:
+        stages.append(QadStage(cfg.qad, method, target.scheme, recover=prunes, opset=target.opset))
+    stages.append(ExportStage(cfg.quant, method, target.scheme, opset=target.opset, max_drop=cfg.max_accuracy_drop))
     if target.runtime == "tensorrt":
         from edgekit.stages.compile_trt import TensorRTCompileStage
 
         stages.append(TensorRTCompileStage(target))
     else:
-        stages.append(CompileStage(ort_format=target.ort_format,
-                                   platform="arm" if target.arch == "aarch64" else "amd64"))
-    stages.append(BenchStage(BenchSettings(**target.bench.model_dump())))
+        stages.append(CompileStage(ort_format=target.ort_format, platform=target.ort_platform))
+    stages.append(BenchStage(target.bench))
     return stages
 
 
 def _prunes(cfg: CompressConfig, is_onnx: bool) -> bool:
     """Explicit ratios prune; a budget alone searches a pruning too, for PyTorch students."""
-    return cfg.prune > 0 or bool(cfg.layer_ratios) or (cfg.max_accuracy_drop is not None and not is_onnx)
+    return (cfg.pruning.ratio > 0 or bool(cfg.pruning.layer_ratios)
+            or (cfg.max_accuracy_drop is not None and not is_onnx))
 
 
 def publish(cfg: CompressConfig, target, final: Artifact, ctx: Context, student) -> dict[str, Any]:

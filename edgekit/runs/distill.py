@@ -24,14 +24,14 @@ from edgekit.data.splits import parse_fractions
 from edgekit.errors import InputError
 from edgekit.outdir import claimed_output, input_paths
 from edgekit.files import write_json
-from edgekit.measure.metrics import accuracy, count_params, mean_cosine, top1_agreement
+from edgekit.measure.metrics import accuracy, count_params
 from edgekit.models import load_model
 from edgekit.models.loader import load_weights_into
 from edgekit.progress import console
-from edgekit.recipe import DistillConfig
-from edgekit.measure.fidelity import agreement_scorer, check_teacher_fits, torch_outputs
+from edgekit.settings import DistillConfig
+from edgekit.measure.fidelity import agreement_scorer, check_teacher_fits, score, torch_outputs
 from edgekit.stages._torch import example_inputs
-from edgekit.distill.loop import Resume, TrainConfig, build_aux_losses, check_aux_losses, distill, epoch_batches
+from edgekit.distill.loop import Resume, build_aux_losses, check_aux_losses, distill, epoch_batches
 
 HISTORY, STUDENT, REPORT, STUDENT_FOLDER = "history.json", "student.safetensors", "report.json", "student"
 RUN = "run.json"
@@ -52,14 +52,13 @@ def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
         raise InputError("distill trains PyTorch models; give --teacher and --student as PyTorch specs, not .onnx")
     data = load_for(cfg.data, student.input_names, student.tokenizer or teacher.tokenizer,
                     student.label2id or teacher.label2id)
-    if parse_fractions(cfg.split)[0] == 0:
-        raise InputError(f"--split {cfg.split} leaves no training samples; give a train fraction above 0")
     splits = make_splits(data, parse_fractions(cfg.split), cfg.seed)
     names = student.input_names
     check_teacher_fits(teacher.module, student.module, splits, names)
-    aux = build_aux_losses(cfg.feature_kd, cfg.feature_weight, cfg.attention_kd)
+    train = cfg.train
+    aux = build_aux_losses(train.feature_kd, train.feature_weight, train.attention_kd)
     check_aux_losses(aux, student.module, teacher.module, example_inputs(splits, names))
-    claim = claimed_output(cfg.out, cfg.force, cfg.resume, input_paths(cfg), "distill") if runtime.main else nullcontext()
+    claim = claimed_output(cfg.out, cfg.force, cfg.resume, input_paths(cfg.flat()), "distill") if runtime.main else nullcontext()
     with claim:
         if runtime.main:
             (cfg.out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -87,12 +86,12 @@ def _train(cfg: DistillConfig, runtime: distributed.Runtime, teacher, student, s
         if runtime.main:
             write_json(cfg.out / HISTORY, history)
             parts = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "alpha")
-            console.log(f"epoch {epoch + 1}/{cfg.epochs}: {parts}")
+            console.log(f"epoch {epoch + 1}/{cfg.train.epochs}: {parts}")
 
-    stopped = resume is not None and 0 < cfg.patience <= resume.since_best
+    stopped = resume is not None and 0 < cfg.train.patience <= resume.since_best
     if not stopped:
-        distill(student.module, teacher.module, batches, _train_config(cfg), validate=validate, aux_losses=aux,
-                epochs=range(len(history), cfg.epochs), resume=resume, checkpoint=save, runtime=runtime)
+        distill(student.module, teacher.module, batches, cfg.train, validate=validate, aux_losses=aux,
+                epochs=range(len(history), cfg.train.epochs), resume=resume, checkpoint=save, runtime=runtime)
     student.module.cpu()
     teacher.module.cpu()
     distributed.barrier()
@@ -112,21 +111,15 @@ def _publish(cfg: DistillConfig, student, teacher, report: dict) -> None:
     write_json(cfg.out / REPORT, report)
 
 
-def _train_config(cfg: DistillConfig) -> TrainConfig:
-    return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature, alpha=cfg.alpha,
-                       batch_size=cfg.batch_size, seed=cfg.seed, alpha_end=cfg.alpha_end, patience=cfg.patience,
-                       accumulate=cfg.accumulate, precision=cfg.precision)
-
-
 def _batches(cfg: DistillConfig, teacher, train, names: list[str]):
     """Plain shuffled epochs, or the entropy curriculum's growing pool (with its fraction per epoch)."""
     if cfg.curriculum is None:
-        return epoch_batches(train, names, cfg.batch_size, cfg.seed), None
+        return epoch_batches(train, names, cfg.train.batch_size, cfg.seed), None
     from edgekit.distill.curriculum import curriculum_batches, entropy_ranking, fraction_at
 
-    ranking = entropy_ranking(teacher, train, names, cfg.temperature)
-    return (curriculum_batches(train, names, cfg.batch_size, cfg.seed, ranking, cfg.curriculum, cfg.epochs),
-            lambda epoch: fraction_at(cfg.curriculum, epoch, cfg.epochs))
+    ranking = entropy_ranking(teacher, train, names, cfg.train.temperature)
+    return (curriculum_batches(train, names, cfg.train.batch_size, cfg.seed, ranking, cfg.curriculum, cfg.train.epochs),
+            lambda epoch: fraction_at(cfg.curriculum, epoch, cfg.train.epochs))
 
 
 def _restore(cfg: DistillConfig, module: torch.nn.Module, ckpt: Path) -> tuple[list[dict], Resume | None]:
@@ -165,7 +158,7 @@ def _read_history(path: Path) -> list[dict]:
 
 def _run_settings(cfg: DistillConfig) -> dict[str, Any]:
     """What shapes the training, recorded at the start: a resumed run must use the same."""
-    return cfg.model_dump(mode="json", exclude={"out", "force", "resume", "device"})
+    return {k: v for k, v in cfg.flat().items() if k not in ("out", "device")}
 
 
 def _check_same_settings(cfg: DistillConfig) -> None:
@@ -220,8 +213,7 @@ def _save_weights(module: torch.nn.Module, path: Path) -> None:
 def _report(teacher, student, samples, names, history) -> dict[str, Any]:
     t_out, s_out = torch_outputs(teacher, samples, names), torch_outputs(student, samples, names)
     return {"teacher": {"accuracy": accuracy(t_out, samples.labels), "params": count_params(teacher)},
-            "student": {"accuracy": accuracy(s_out, samples.labels), "params": count_params(student),
-                        "agreement": top1_agreement(s_out, t_out), "cosine": mean_cosine(s_out, t_out)},
+            "student": {**score(s_out, samples.labels, t_out), "params": count_params(student)},
             "params_ratio": count_params(student) / count_params(teacher), "epochs_run": len(history),
             "best_epoch": int(np.argmax([r["validation"] for r in history])) if history else None,
             "eval_samples": len(samples)}

@@ -27,6 +27,15 @@ MODEL = "model.onnx"
 RANGES = "ranges.json"
 
 
+def require_training_split(ctx, stage: str) -> None:
+    """Pruning fine-tuning and QAD train on the train split; an empty one is the user's --split."""
+    from edgekit.errors import InputError
+
+    if len(ctx.splits.train) == 0:
+        raise InputError(f"--split leaves no training samples, but {stage} trains; give a train fraction above 0, "
+                         "or use --quant static with --prune 0")
+
+
 def example_inputs(ctx_splits, input_names: list[str]) -> tuple[torch.Tensor, ...]:
     """One calibration sample as torch tensors, in the model's input order."""
     inputs, _ = next(ctx_splits.calib.batches(1))

@@ -6,9 +6,6 @@ each in its own process (batch 1, warm-up, then timed runs).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,29 +14,12 @@ import numpy as np
 
 from edgekit.artifact import Artifact
 from edgekit.backends import ort as ort_backend
-from edgekit.errors import StageError
-from edgekit.measure.metrics import accuracy, mean_cosine, onnx_params_and_macs, top1_agreement
-from edgekit.progress import console
-from edgekit.files import scratch_dir, write_json
-
-
-@dataclass
-class BenchSettings:
-    warmup: int = 10
-    runs: int = 100
-    threads: int = 1
-
-
-def latency(path: Path, feed: dict[str, np.ndarray], settings: BenchSettings) -> dict[str, Any]:
-    with scratch_dir("bench") as tmp:
-        inputs = Path(tmp) / "inputs.npz"
-        np.savez(inputs, **feed)
-        cmd = [sys.executable, "-m", "edgekit.measure.latency", str(path), str(inputs),
-               str(settings.warmup), str(settings.runs), str(settings.threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        raise StageError(f"timing {path} failed: {proc.stderr.strip().splitlines()[-1][:200]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+from edgekit.files import write_json
+from edgekit.measure.fidelity import score
+from edgekit.measure.latency import measure_in_process
+from edgekit.measure.metrics import onnx_params_and_macs
+from edgekit.progress import bar, console
+from edgekit.settings import BenchSettings
 
 
 def measure_model(path: Path, samples, input_names: list[str], reference: np.ndarray | None,
@@ -48,17 +28,14 @@ def measure_model(path: Path, samples, input_names: list[str], reference: np.nda
     outputs = ort_backend.run_model(path, samples, input_names, settings.threads)
     first, _ = next(samples.batches(1))
     params, macs = onnx_params_and_macs(path, {n: first[n].shape for n in input_names})
-    timing = latency(path, {n: first[n] for n in input_names}, settings)
+    timing = measure_in_process(path, {n: first[n] for n in input_names}, settings.warmup, settings.runs,
+                                settings.threads)
     result = {
         "file": Path(path).name, "size_bytes": Path(path).stat().st_size, "params": params, "macs": macs,
         "latency_ms": {k: timing[k] for k in ("p50", "p90", "p99", "mean")},
         "peak_memory_bytes": timing["peak_rss_bytes"], "session_memory_bytes": timing["session_memory_bytes"],
-        "accuracy": accuracy(outputs, samples.labels), "agreement": None, "cosine": None,
-        "eval_samples": len(samples),
+        **score(outputs, samples.labels, reference), "eval_samples": len(samples),
     }
-    if reference is not None:
-        result["agreement"] = top1_agreement(outputs, reference)
-        result["cosine"] = mean_cosine(outputs, reference)
     return result
 
 
@@ -69,7 +46,7 @@ class BenchStage:
     accepts: tuple[str, ...] = ("ort", "tensorrt")
 
     def settings(self) -> dict[str, Any]:
-        return vars(self.settings_)
+        return self.settings_.stage_settings()
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         from edgekit.measure.fidelity import teacher_outputs
@@ -80,9 +57,11 @@ class BenchStage:
             reference = teacher_outputs(ctx, names)
         models = models_to_measure(ctx.work, artifact)
         results = {}
-        for label, path in models.items():
-            console.log(f"  measuring {label} ({path.name}) …")
-            results[label] = measure_model(path, ctx.splits.eval, names, reference, self.settings_)
+        with bar("measuring models", len(models)) as advance:
+            for label, path in models.items():
+                console.log(f"  measuring {label} ({path.name}) …")
+                results[label] = measure_model(path, ctx.splits.eval, names, reference, self.settings_)
+                advance(1)
         write_json(out / "measurements.json", results)
         brief = {f"{k}_p50_ms": v["latency_ms"]["p50"] for k, v in results.items()}
         return artifact.derive(out, "ort", {"measurements": "measurements.json"}), {**brief, "models": results}

@@ -13,48 +13,41 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.artifact import Artifact
-from edgekit.backends import ort as ort_backend
-from edgekit.errors import InputError
 from edgekit.files import write_json
+from edgekit.ptq.statistics import calibrate
+from edgekit.settings import CalibSettings
 from edgekit.stages._torch import MODEL, RANGES, fp32_graph
-
-CALIBRATORS = ("edgekit", "nncf")
+from edgekit.target import QuantScheme
 
 
 @dataclass
 class CalibrateStage:
-    method: str = "minmax"
-    calibrator: str = "edgekit"
-    preset: str = "ort-u8s8"
+    calib: CalibSettings
+    scheme: QuantScheme
     opset: int = 17
     name: str = "calibrate"
     accepts: tuple[str, ...] = ("torch", "onnx")
 
-    def __post_init__(self) -> None:
-        if self.method not in ort_backend.CALIB_METHODS:
-            raise InputError(f"--calib {self.method} is unknown; choose one of {', '.join(ort_backend.CALIB_METHODS)}")
-        if self.calibrator not in CALIBRATORS:
-            raise InputError(f"--calibrator {self.calibrator} is unknown; choose one of {', '.join(CALIBRATORS)}")
-
     def settings(self) -> dict[str, Any]:
-        return {"method": self.method, "calibrator": self.calibrator, "preset": self.preset, "opset": self.opset}
+        return {**self.calib.stage_settings(), "preset": self.scheme.preset, "opset": self.opset}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         files = fp32_graph(ctx, artifact, out, self.opset)
-        report: dict[str, Any] = {"method": self.method}
+        method = self.calib.method
+        report: dict[str, Any] = {"method": method}
         names = artifact.input_names
         external: dict[str, list[float]] = {}
-        if self.calibrator == "nncf":
+        if self.calib.calibrator == "nncf":
             from edgekit.backends.nncf_ptq import nncf_calibrate
 
             external, nncf_report = nncf_calibrate(out / MODEL, ctx.splits.calib, names)
             report.update(nncf_report)
-        if self.method == "auto":
+        if method == "auto":
             from edgekit.ptq.auto import choose_ranges
 
-            _, ranges = choose_ranges(out / MODEL, ctx.splits.calib, names, self.preset, out, report)
+            _, ranges = choose_ranges(out / MODEL, ctx.splits.calib, names, self.scheme, out, report)
         else:
-            ranges = ort_backend.calibrate(out / MODEL, ctx.splits.calib, names, self.method, out, report=report)
+            ranges = calibrate(out / MODEL, ctx.splits.calib, names, method, out, report=report)
         ranges.update(external)
         write_json(out / RANGES, ranges)
         files["ranges"] = RANGES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edgekit.artifact import Artifact
 from edgekit.backends import ort as ort_backend
@@ -14,7 +14,7 @@ from edgekit.onnx_compact import compact_names
 @dataclass
 class CompileStage:
     ort_format: bool = True
-    platform: str = "amd64"  # ORT's --target_platform: "arm" for aarch64 boards
+    platform: Literal["arm", "amd64"] = "amd64"  # ORT's --target_platform: the target's ort_platform
     name: str = "compile"
     accepts: tuple[str, ...] = ("onnx-qdq", "onnx-dynamic", "onnx")
 

@@ -11,39 +11,40 @@ from typing import Any
 from edgekit.artifact import Artifact
 from edgekit.backends import ort as ort_backend
 from edgekit.errors import InputError
-from edgekit.stages._torch import fp32_graph
 from edgekit.measure.fidelity import fidelity, fidelity_drop
+from edgekit.settings import QuantMode
+from edgekit.stages._torch import fp32_graph
+from edgekit.target import QuantScheme
 
 MODEL = "model.onnx"
-QUANT_MODES = ("static", "qad", "dynamic", "none")
 
 
 @dataclass
 class ExportStage:
-    quant: str = "static"
-    method: str = "minmax"
+    mode: QuantMode
+    method: str  # the calibration method (labels the ranges ORT reads back)
+    scheme: QuantScheme
     opset: int = 17
-    preset: str = "ort-u8s8"
     max_drop: float | None = None  # accuracy-aware fallback budget (points)
     name: str = "export"
     accepts: tuple[str, ...] = ("torch", "onnx")
 
-    def __post_init__(self) -> None:
-        if self.quant not in QUANT_MODES:
-            raise InputError(f"--quant {self.quant} is unknown; choose one of {', '.join(QUANT_MODES)}")
-
     def settings(self) -> dict[str, Any]:
-        return {"quant": self.quant, "method": self.method, "opset": self.opset, "preset": self.preset,
+        return {"quant": self.mode.value, "method": self.method, "opset": self.opset, "preset": self.scheme.preset,
                 "max_drop": self.max_drop}
 
+    def check(self, ctx, artifact: Artifact) -> None:
+        if self.mode is QuantMode.DYNAMIC and self.scheme.explicit_quantization:
+            raise InputError(f"{ctx.target.name} runs TensorRT, which has no dynamic INT8; use --quant static or qad")
+
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
-        if self.quant in ("static", "qad"):
+        if self.mode.calibrates:
             if not artifact.has("ranges"):
                 raise InputError("static INT8 export needs calibration ranges; run the calibrate stage first")
             ranges = json.loads(artifact.path("ranges").read_text())
             fallback = self._quantize_static(ctx, artifact, ranges, out / MODEL)
             fmt, extra = "onnx-qdq", ({"fallback": fallback} if fallback is not None else {})
-            if self.preset == "trt-s8s8":
+            if self.scheme.explicit_quantization:
                 from edgekit.backends.trt_rules import require_explicit_quantization
 
                 require_explicit_quantization(out / MODEL)
@@ -52,7 +53,7 @@ class ExportStage:
         counts = ort_backend.optimized_op_counts(out / MODEL)
         outputs = ort_backend.run_model(out / MODEL, ctx.splits.eval, artifact.input_names)
         metrics = {"integer_kernels": ort_backend.integer_kernels(counts),
-                   "optimized_ops": dict(sorted(counts.items())), "quant": self.quant,
+                   "optimized_ops": dict(sorted(counts.items())), "quant": self.mode.value,
                    **fidelity(outputs, ctx, artifact.input_names), **extra}
         return artifact.derive(out, fmt, {"onnx": MODEL}), metrics
 
@@ -64,10 +65,12 @@ class ExportStage:
             fp32_graph(ctx, artifact, out / "_fp32", self.opset)
             src = out / "_fp32" / MODEL
         try:
-            if self.quant == "dynamic":
+            if self.mode is QuantMode.DYNAMIC:
+                from edgekit.ptq.dynamic import quantize_dynamic
+
                 first, _ = next(ctx.splits.calib.batches(1))
                 feed = {n: first[n] for n in artifact.input_names}
-                return "onnx-dynamic", ort_backend.quantize_dynamic(src, out / MODEL, feed)
+                return "onnx-dynamic", quantize_dynamic(src, out / MODEL, feed)
             shutil.copyfile(src, out / MODEL)
             return "onnx", {}
         finally:
@@ -75,10 +78,12 @@ class ExportStage:
 
     def _quantize_static(self, ctx, artifact: Artifact, ranges: dict, out: Path) -> dict | None:
         """Plain static INT8, or with --max-accuracy-drop the fewest FP32 fallbacks that meet it."""
+        from edgekit.ptq.qdq import quantize_qdq
+
         fp32 = artifact.path("onnx")
 
         def quantize(exclude: list[str], path: Path) -> Path:
-            return ort_backend.quantize_qdq(fp32, path, ranges, self.method, exclude=exclude, preset=self.preset)
+            return quantize_qdq(fp32, path, ranges, self.method, self.scheme, exclude=exclude)
 
         if self.max_drop is None:
             quantize([], out)
@@ -94,10 +99,9 @@ class ExportStage:
         first, _ = next(ctx.splits.eval.batches(1))
 
         def latency_of(path: Path) -> float:
-            from edgekit.measure.latency import time_runs
+            from edgekit.measure.latency import median_ms
 
-            runs = time_runs(ort_backend.session(path), {n: first[n] for n in names}, 10, 200)
-            return float(sorted(runs)[len(runs) // 2])
+            return median_ms(ort_backend.session(path), {n: first[n] for n in names}, 10, 200)
 
         return fallback_search(quantize, fp32, out, ctx.splits.eval, names, drop_of, self.max_drop, latency_of)
 

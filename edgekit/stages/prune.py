@@ -9,18 +9,30 @@ from typing import Any
 import torch
 
 from edgekit.artifact import Artifact
+from edgekit.errors import InputError
 from edgekit.files import write_json
 from edgekit.measure.fidelity import torch_fidelity
 from edgekit.measure.metrics import count_params
-from edgekit.pruning.prune import PruneSettings, prune_model, recalibrate_batchnorm
+from edgekit.pruning.prune import prune_model, recalibrate_batchnorm
 from edgekit.pruning.search import budget_search, prune_iteratively
-from edgekit.stages._torch import PLAN, example_inputs, materialize, save_weights
+from edgekit.settings import PruneSettings
+from edgekit.stages._torch import PLAN, example_inputs, materialize, require_training_split, save_weights
 
 
 @dataclass
-class PruneStage(PruneSettings):
+class PruneStage:
+    prune: PruneSettings
     name: str = "prune"
     accepts: tuple[str, ...] = ("torch",)
+
+    def settings(self) -> dict[str, Any]:
+        return self.prune.plan_record()
+
+    def check(self, ctx, artifact: Artifact) -> None:
+        if artifact.format == "onnx":
+            raise InputError(f"{artifact.source_spec} is ONNX: pruning and QAD need a PyTorch model; "
+                             "use --prune 0 with --quant static or dynamic")
+        require_training_split(ctx, "pruning")
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         example = example_inputs(ctx.splits, artifact.input_names)
@@ -28,13 +40,14 @@ class PruneStage(PruneSettings):
         before = count_params(model)
         names = artifact.input_names
         search = None
-        if self.max_accuracy_drop is not None:
-            model, plan, search = budget_search(model, example, self, ctx, names, self.finetune_epochs)
-        elif self.steps > 1:
-            plan = prune_iteratively(model, example, self, ctx, names, self.steps, self.finetune_epochs)
+        settings = self.prune
+        if settings.budget is not None:
+            model, plan, search = budget_search(model, example, settings, ctx, names, settings.finetune_epochs)
+        elif settings.steps > 1:
+            plan = prune_iteratively(model, example, settings, ctx, names, settings.steps, settings.finetune_epochs)
         else:
-            batches = _gradient_batches(ctx, names) if self.importance == "taylor" else None
-            plan = prune_model(model, example, self, batches=batches, teacher=ctx.teacher)
+            batches = _gradient_batches(ctx, names) if settings.importance == "taylor" else None
+            plan = prune_model(model, example, settings, batches=batches, teacher=ctx.teacher)
             recalibrate_batchnorm(model, ctx.splits.train, names)
         write_json(out / PLAN, plan)
         files = {"plan": PLAN, "weights": save_weights(model, out)}

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.artifact import Artifact
-from edgekit.backends import ort as ort_backend
 from edgekit.errors import InputError
 from edgekit.files import write_json
 from edgekit.models.export import export_onnx
@@ -28,8 +27,12 @@ from edgekit.quant.bn_fold import fold_batchnorm
 from edgekit.quant.prepare import (attach_output_quant, fold_batchnorm_under_qat, freeze_batchnorm,
                              freeze_observers, graph_tensor_maps, observe_ranges, prepare_qat, simulated_tensors,
                              strip_qat)
-from edgekit.stages._torch import example_inputs, materialize, save_weights
-from edgekit.distill.loop import TrainConfig, distill, epoch_batches
+from edgekit.stages._torch import example_inputs, materialize, require_training_split, save_weights
+from edgekit.distill.loop import distill, epoch_batches
+from edgekit.ptq.qdq import quantize_qdq, quantized_activations
+from edgekit.ptq.statistics import calibrate
+from edgekit.settings import QadSettings
+from edgekit.target import QuantScheme
 from edgekit.stages._torch import RANGES, fp32_graph
 from edgekit.measure.fidelity import torch_fidelity
 
@@ -38,32 +41,29 @@ RECOVERED = "pruned_fp32.onnx"
 
 @dataclass
 class QadStage:
-    epochs: int = 3
-    lr: float = 3e-3
-    temperature: float = 4.0
-    alpha: float = 0.5
-    batch_size: int = 64
-    method: str = "minmax"
-    recover: bool = False
-    alpha_end: float | None = None
-    patience: int = 0
-    learn_scales: bool = False
-    feature_kd: tuple[str, ...] = ()
-    feature_weight: float = 1.0
-    attention_kd: float = 0.0
-    preset: str = "ort-u8s8"
+    train: QadSettings
+    method: str  # the calibration method, for the ranges re-taken after training
+    scheme: QuantScheme
+    recover: bool = False  # after pruning: FP32 distillation first (see the module's docstring)
     opset: int = 17
     name: str = "qad"
     accepts: tuple[str, ...] = ("onnx",)
 
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.lr <= 0 or self.temperature <= 0 or not 0 <= self.alpha <= 1:
-            raise InputError("QAD needs --epochs >= 1, --lr > 0, --temperature > 0 and --alpha in [0, 1]")
-
     def settings(self) -> dict[str, Any]:
-        keys = ("epochs", "lr", "temperature", "alpha", "batch_size", "method", "recover", "alpha_end", "patience",
-                "learn_scales", "feature_kd", "feature_weight", "attention_kd", "preset")
-        return {k: getattr(self, k) for k in keys}
+        return {**self.train.stage_settings(), "method": self.method, "recover": self.recover,
+                "preset": self.scheme.preset}
+
+    def check(self, ctx, artifact: Artifact) -> None:
+        """A PyTorch student, and --feature-kd/--attention-kd layers that exist in student and teacher."""
+        if artifact.format == "onnx":
+            raise InputError(f"{artifact.source_spec} is ONNX: pruning and QAD need a PyTorch model; "
+                             "use --prune 0 with --quant static or dynamic")
+        require_training_split(ctx, "QAD")
+        if ctx.student is None or not (self.train.feature_kd or self.train.attention_kd):
+            return
+        from edgekit.distill.loop import check_aux_losses
+
+        check_aux_losses(self._aux_losses(), ctx.student, ctx.teacher, example_inputs(ctx.splits, artifact.input_names))
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         if not artifact.has("weights") and artifact.source_spec.endswith(".onnx"):
@@ -71,13 +71,13 @@ class QadStage:
         names = artifact.input_names
         example = example_inputs(ctx.splits, names)
         model = materialize(artifact, example)
-        recover_epochs = self.epochs // 2 if self.recover else 0
+        recover_epochs = self.train.epochs // 2 if self.recover else 0
         history = []
         if recover_epochs:
             history += distill(model, ctx.teacher, self._batches(ctx, names), self._config(ctx, recover_epochs),
                                on_epoch=_log_epoch, aux_losses=self._aux_losses())
             export_onnx(model, example, names, out / RECOVERED, self.opset)
-        quant_epochs = self.epochs - recover_epochs
+        quant_epochs = self.train.epochs - recover_epochs
         # BN stays live for the first quantized epoch unless recovery already trained with it.
         live_bn = 0 if recover_epochs or quant_epochs < 2 else 1
         if not live_bn:
@@ -85,8 +85,9 @@ class QadStage:
         ranges = json.loads(artifact.path("ranges").read_text())
         maps = graph_tensor_maps(artifact.path("onnx"), {n for n, _ in model.named_modules()})
         quantized = self._runtime_quantized(artifact.path("onnx"), ranges, out)
-        quantizers = prepare_qat(model, ranges, maps, quantized, learnable=self.learn_scales,
-                                 **ort_backend.activation_format(self.preset))
+        quantizers = prepare_qat(model, ranges, maps, quantized, learnable=self.train.learn_scales,
+                                 signed=self.scheme.signed_activations,
+                                 symmetric=self.scheme.symmetric_activations)
         if not live_bn:
             attach_output_quant(model, maps)
         if recover_epochs:
@@ -105,7 +106,7 @@ class QadStage:
         from edgekit.ptq.auto import chosen_method
 
         method = chosen_method(artifact, self.method)
-        fresh = ort_backend.calibrate(out / "model.onnx", ctx.splits.calib, names, method, out)
+        fresh = calibrate(out / "model.onnx", ctx.splits.calib, names, method, out)
         write_json(out / RANGES, {**fresh, **frozen})
         files["ranges"] = RANGES
         metrics.update({"quantized_layers": sum(t in quantized for t in maps.inputs.values()), "simulated_tensors": len(simulated),
@@ -127,7 +128,7 @@ class QadStage:
                 freeze_observers(model)
 
         history = []
-        validate = _calib_agreement(ctx, model, names, self.patience)
+        validate = _calib_agreement(ctx, model, names, self.train.patience)
         if live_bn:
             history += distill(model, ctx.teacher, self._batches(ctx, names), cfg, on_epoch=on_epoch,
                                aux_losses=self._aux_losses(), validate=validate, epochs=range(live_bn))
@@ -142,23 +143,21 @@ class QadStage:
         """The activations the target's INT8 graph quantizes: quantize once and read them off."""
         probe = out / "_probe.onnx"
         try:
-            ort_backend.quantize_qdq(fp32, probe, ranges, self.method, preset=self.preset)
-            return ort_backend.quantized_activations(probe)
+            quantize_qdq(fp32, probe, ranges, self.method, self.scheme)
+            return quantized_activations(probe)
         finally:
             probe.unlink(missing_ok=True)
 
     def _aux_losses(self) -> list:
         from edgekit.distill.loop import build_aux_losses
 
-        return build_aux_losses(self.feature_kd, self.feature_weight, self.attention_kd)
+        return build_aux_losses(self.train.feature_kd, self.train.feature_weight, self.train.attention_kd)
 
-    def _config(self, ctx, epochs: int, lr_scale: float = 1.0) -> TrainConfig:
-        return TrainConfig(epochs=epochs, lr=self.lr * lr_scale, temperature=self.temperature, alpha=self.alpha,
-                           batch_size=self.batch_size, seed=ctx.seed, alpha_end=self.alpha_end,
-                           patience=self.patience)
+    def _config(self, ctx, epochs: int, lr_scale: float = 1.0) -> QadSettings:
+        return self.train.model_copy(update={"epochs": epochs, "lr": self.train.lr * lr_scale, "seed": ctx.seed})
 
     def _batches(self, ctx, names: list[str]):
-        return epoch_batches(ctx.splits.train, names, self.batch_size, ctx.seed)
+        return epoch_batches(ctx.splits.train, names, self.train.batch_size, ctx.seed)
 
 
 def _calib_agreement(ctx, model, names: list[str], patience: int):

@@ -1,0 +1,318 @@
+"""Validated settings: one pydantic model per stage, composed into CompressConfig and DistillConfig.
+
+Each field declares its command-line option here and nowhere else: `cli/_options.py` builds the
+typer parameters from these fields (flag, help, type, choices), recipes and the Python API pass the
+same flat option names, and the config routes each to the stage section that owns it.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgekit.errors import InputError
+
+
+def option(default: Any = ..., help: str = "", *, flag: str | None = None, negative: str | None = None,
+           cli: bool = True, **constraints: Any) -> Any:
+    """A settings field and its command-line option: `flag` names it when the field name does not
+    (--prune for PruneSettings.ratio), `negative` gives a bool its off switch, `cli=False` keeps a
+    field that the run fills in (from the target or another option) off the command line."""
+    extra = {"flag": flag, "negative": negative, "cli": cli}
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
+
+
+class Section(BaseModel):
+    """One stage's settings; `options()` maps flat option names to this section's fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    CLI_EXCLUDE: ClassVar[tuple[str, ...]] = ()  # fields a command does not offer
+
+    @classmethod
+    def options(cls) -> dict[str, str]:
+        """{option name (underscored): field name} for the fields on the command line."""
+        found = {}
+        for name, info in cls.model_fields.items():
+            extra = info.json_schema_extra or {}
+            if not extra.get("cli", True) or name in cls.CLI_EXCLUDE:
+                continue
+            found[(extra.get("flag") or name).replace("-", "_")] = name
+        return found
+
+    def stage_settings(self) -> dict[str, Any]:
+        """What a stage records in its key (resume reuses it only while these stay equal)."""
+        return self.model_dump(mode="json")
+
+
+class QuantMode(str, Enum):
+    """--quant, decided once: which stages run follows from these properties."""
+
+    QAD = "qad"
+    STATIC = "static"
+    DYNAMIC = "dynamic"
+    NONE = "none"
+
+    @property
+    def calibrates(self) -> bool:
+        return self in (QuantMode.QAD, QuantMode.STATIC)
+
+    @property
+    def trains(self) -> bool:
+        return self is QuantMode.QAD
+
+
+CalibMethod = Literal["minmax", "percentile", "entropy", "mse", "auto"]
+CALIB_METHODS: tuple[str, ...] = CalibMethod.__args__
+
+
+class BenchSettings(Section):
+    """How a model is timed: a target's `bench:` block, and `edgekit bench --runs`."""
+
+    warmup: int = option(10, "Untimed runs first.", ge=0, cli=False)
+    runs: int = option(100, "Timed runs.", ge=1)
+    threads: int = option(1, "ONNX Runtime intra-op threads.", ge=1, cli=False)
+
+
+class PruneSettings(Section):
+    """What to prune and how; the prune stage carries these, scans and searches make their own."""
+
+    ratio: float = option(0.0, "Fraction of channels to remove, in [0, 1).", flag="prune")
+    protect: list[str] | None = option(None, "Layer never pruned (repeatable; default: stem conv and classifier).")
+    importance: Literal["l1", "l2", "bn-scale", "taylor"] = option("l1", "Channel importance.")
+    global_ranking: bool = option(False, "Rank channels across layers, or prune each layer by the same ratio.",
+                                  flag="global-prune", negative="uniform-prune")
+    min_channels: int = option(8, "No layer keeps fewer channels than this.", ge=1)
+    max_layer_ratio: float = option(0.9, "No layer loses more than this fraction.", gt=0, lt=1)
+    layer_ratios: str | dict[str, float] | None = option(
+        None, "Per-layer ratios JSON (from `edgekit prune scan`).")
+    steps: int = option(1, "Prune in N steps, recalibrating BN and distilling between.", flag="prune-steps", ge=1)
+    finetune_epochs: int = option(1, "KD epochs after each prune step / budget candidate.", ge=0)
+    round_to: int = option(8, "Keep channel counts multiples of this (the target's).", ge=1, cli=False)
+    budget: float | None = option(None, "Search the fastest pruning within this many points (the run's "
+                                  "--max-accuracy-drop).", ge=0, cli=False)
+
+    def plan_record(self) -> dict[str, Any]:
+        """The settings a pruning plan (plan.json) records."""
+        return {"ratio": self.ratio, "importance": self.importance, "round_to": self.round_to,
+                "protect": self.protect, "global": self.global_ranking, "min_channels": self.min_channels,
+                "max_layer_ratio": self.max_layer_ratio, "layer_ratios": self.layer_ratios, "steps": self.steps,
+                "finetune_epochs": self.finetune_epochs, "max_accuracy_drop": self.budget}
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, v: float) -> float:
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"--prune {v} is outside [0, 1); give a fraction of channels such as 0.5")
+        return v
+
+
+class CalibSettings(Section):
+    """Static INT8 calibration: the range method and whose statistics."""
+
+    method: CalibMethod = option("minmax", "Range method; auto: the most faithful on the calibration split.",
+                                 flag="calib")
+    calibrator: Literal["edgekit", "nncf"] = option(
+        "edgekit", "Whose statistics: edgekit's, or NNCF's with bias correction (edgekit's Q/DQ placement).")
+
+
+class TrainSettings(Section):
+    """The distillation loop's knobs, shared by `distill` and QAD so both validate them alike."""
+
+    epochs: int = option(10, "Epochs.", ge=1)
+    lr: float = option(1e-3, "Learning rate (cosine-annealed).", gt=0)
+    temperature: float = option(4.0, "KD temperature T (loss scaled by T²).", gt=0)
+    alpha: float = option(0.5, "Weight of the task loss when labels exist (1 - alpha goes to KD).", ge=0, le=1)
+    alpha_end: float | None = option(None, "Ramp the task-loss weight linearly to this by the last epoch.",
+                                     ge=0, le=1)
+    patience: int = option(0, "Stop after N epochs without better validation agreement (0: never).", ge=0)
+    batch_size: int = option(64, "Training batch size (global: split over torchrun processes).", ge=1)
+    accumulate: int = option(1, "Sum the gradients of this many batches per optimizer step.", ge=1)
+    precision: Literal["fp32", "bf16"] = option("fp32", "fp32, or bf16 autocast for the forward passes.")
+    feature_kd: list[str] | None = option(
+        None, "Feature distillation pair STUDENT_LAYER[:TEACHER_LAYER] (repeatable); a learned projection "
+        "bridges widths.")
+    feature_weight: float = option(1.0, "Weight of the feature-KD loss.", ge=0)
+    attention_kd: float = option(0.0, "Attention-map transfer weight between transformer pairs (0: off).", ge=0)
+    seed: int = option(0, "Seed (the run's --seed).", cli=False)
+
+
+class QadSettings(TrainSettings):
+    """Quantization-aware distillation: the loop's knobs with QAD's defaults, plus learned ranges."""
+
+    CLI_EXCLUDE: ClassVar[tuple[str, ...]] = ("accumulate", "precision")
+    epochs: int = option(6, "QAD epochs.", ge=1)
+    lr: float = option(3e-3, "QAD learning rate.", gt=0)
+    learn_scales: bool = option(False, "QAD: train activation ranges (LSQ) instead of observing them.",
+                                negative="observed-scales")
+
+
+class Composed(BaseModel):
+    """A command's settings: its own fields plus stage sections, filled from flat option names."""
+
+    model_config = ConfigDict(extra="forbid")
+    SECTIONS: ClassVar[dict[str, type[Section]]] = {}  # {section field: its Section class}
+    force: bool = option(False, cli=False)
+    resume: bool = option(False, cli=False)
+
+    @classmethod
+    def sections(cls) -> dict[str, type[Section]]:
+        return dict(cls.SECTIONS)
+
+    @classmethod
+    def own_options(cls) -> dict[str, str]:
+        skip = set(cls.sections())
+        return {(info.json_schema_extra or {}).get("flag") or name: name for name, info in cls.model_fields.items()
+                if name not in skip and (info.json_schema_extra or {}).get("cli", True)}
+
+    @classmethod
+    def cli_fields(cls) -> list[tuple[str, Any]]:
+        """(option name, FieldInfo) for every command-line option, in declaration order."""
+        fields = [(opt, cls.model_fields[name]) for opt, name in cls.own_options().items()]
+        for section in cls.sections().values():
+            fields += [(opt, section.model_fields[name]) for opt, name in section.options().items()]
+        return fields
+
+    @model_validator(mode="before")
+    @classmethod
+    def _route(cls, data: Any) -> Any:
+        """Flat options (`prune=0.5`, `calib="mse"`) into their sections; unknown names stay to be refused."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for section, model in cls.sections().items():
+            given = dict(data.pop(section, None) or {})
+            for opt, name in model.options().items():
+                if opt in data:
+                    given[name] = data.pop(opt)
+            data[section] = given
+        return data
+
+    def flat(self) -> dict[str, Any]:
+        """Every option by its command-line name, as recipes write them (the manifest records these)."""
+        dumped = self.model_dump(mode="json")
+        flat = {opt: dumped[name] for opt, name in self.own_options().items()}
+        for section, model in self.sections().items():
+            flat.update({opt: dumped[section][name] for opt, name in model.options().items()})
+        return flat
+
+    @classmethod
+    def flag_of(cls, loc: tuple) -> str:
+        """The option a validation error's location names (`("pruning", "ratio")` → --prune)."""
+        if not loc:
+            return "option"
+        names = {v: k for k, v in cls.own_options().items()}
+        if loc[0] in cls.sections() and len(loc) > 1:
+            names = {v: k for k, v in cls.sections()[loc[0]].options().items()}
+            loc = loc[1:]
+        return "--" + str(names.get(loc[0], loc[0])).replace("_", "-")
+
+
+class CompressConfig(Composed):
+    SECTIONS: ClassVar[dict[str, type[Section]]] = {"pruning": PruneSettings, "calibration": CalibSettings, "qad": QadSettings}
+    model: str = option(help="transformers folder, package.module:factory, example:NAME, or .onnx")
+    data: str = option(help=".npz, folder of .npz, image folder with preprocess.yaml, or example:mnist")
+    out: Path = option(help="Output folder; OUT/<target>/ holds the artifact.")
+    target: str = option("arm64", "Target name (see `edgekit targets`) or a board .yaml file.")
+    weights: str | None = option(None, "Student weights (.safetensors, or .pt state dict).")
+    teacher: str | None = option(None, "Teacher spec; default: the unpruned FP32 student.")
+    teacher_weights: str | None = option(None, "Teacher weights file.")
+    eval_data: str | None = option(None, "Separate evaluation data (else a split of --data).")
+    quant: QuantMode = option(QuantMode.QAD, "INT8 by quantization-aware distillation, static or dynamic "
+                              "calibration, or none (FP32).")
+    max_accuracy_drop: float | None = option(None, "Search the fastest pruning within this many points, fall "
+                                             "back to FP32 layers to meet it, refuse to publish beyond it.", ge=0)
+    split: str = option("0.7,0.1,0.2", "train,calib,eval fractions of --data.")
+    seed: int = option(0, "Seed for splits and training.")
+    pruning: PruneSettings = PruneSettings()
+    calibration: CalibSettings = CalibSettings()
+    qad: QadSettings = QadSettings()
+
+    @model_validator(mode="after")
+    def _cross_rules(self) -> "CompressConfig":
+        from edgekit.data.splits import parse_fractions
+
+        if parse_fractions(self.split)[0] == 0 and (self.quant.trains or self.pruning.ratio > 0
+                                                    or self.pruning.layer_ratios):
+            raise ValueError(f"--split {self.split} leaves no training samples, but QAD and pruning train; "
+                             "give a train fraction above 0, or use --quant static with --prune 0")
+        if (self.qad.feature_kd or self.qad.attention_kd) and not self.quant.trains:
+            raise ValueError("--feature-kd and --attention-kd train during QAD; add --quant qad or drop them")
+        self.pruning.budget = self.max_accuracy_drop
+        self.qad.seed = self.seed
+        return self
+
+
+class DistillConfig(Composed):
+    SECTIONS: ClassVar[dict[str, type[Section]]] = {"train": TrainSettings}
+    teacher: str = option(help="Teacher: transformers folder, package.module:factory or example:NAME.")
+    student: str = option(help="Student: transformers folder or package.module:factory (built fresh).")
+    data: str = option(help="Training data (.npz, folder, image folder, or example:mnist).")
+    out: Path = option(help="Output folder.")
+    teacher_weights: str | None = option(None, "Teacher weights file.")
+    student_weights: str | None = option(None, "Start the student from these weights.")
+    curriculum: float | None = option(None, "Start on this fraction of samples the teacher is surest of; all "
+                                      "by the last epoch.", gt=0, le=1)
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "auto (a GPU when there is one), cpu or cuda.")
+    split: str = option("0.7,0.1,0.2", "train,calib,eval fractions.")
+    seed: int = option(0, "Seed.")
+    train: TrainSettings = TrainSettings()
+
+    @model_validator(mode="after")
+    def _cross_rules(self) -> "DistillConfig":
+        from edgekit.data.splits import parse_fractions
+
+        if parse_fractions(self.split)[0] == 0:
+            raise ValueError(f"--split {self.split} leaves no training samples; give a train fraction above 0")
+        self.train.seed = self.seed
+        return self
+
+
+def make_config(**options) -> CompressConfig:
+    return validated(CompressConfig, options)
+
+
+def validated(model: type[Composed], options: dict, command: str = ""):
+    """Build a config, turning validation errors into one-line InputErrors named after the option."""
+    try:
+        return model(**options)
+    except ValidationError as exc:
+        errors = exc.errors()
+        command = command or ("compress" if model is CompressConfig else "distill")
+        missing = [model.flag_of(tuple(e["loc"])) for e in errors if e["type"] == "missing"]
+        if missing:
+            raise InputError(f"missing {', '.join(missing)}; see `edgekit {command} --help` for examples") from exc
+        err = errors[0]
+        name = model.flag_of(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            raise InputError(f"{name} is not a setting of edgekit {command}; "
+                             f"see `edgekit {command} --help` for the settings") from exc
+        raise InputError(f"{name}: {msg}" if not msg.startswith("--") else msg) from exc
+
+
+def load_layer_ratios(value: str | dict[str, float] | None) -> dict[str, float] | None:
+    """Per-layer ratios: a dict, or the layer-ratios.json written by `edgekit prune scan`."""
+    import json
+
+    if value is None or isinstance(value, dict):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(f"--layer-ratios {value} does not exist; run `edgekit prune scan` to make one")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--layer-ratios {value} is not valid JSON ({exc}); regenerate it") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
+        raise InputError(f"--layer-ratios {value} must map layer names to ratios")
+    return {k: float(v) for k, v in data.items()}
+
+
+def load_recipe(path: Path) -> dict:
+    """Settings from a YAML recipe; unknown keys are reported when the config is built."""
+    from edgekit.files import read_mapping
+
+    return read_mapping(path, InputError, "recipe")
