@@ -119,6 +119,37 @@ def test_the_rules_catch_a_violation(tmp_path):
         in violations(graph)
 
 
+# Where edgekit may read a clock or take a median: the one timing loop, and the pipeline's stage seconds.
+# templates/ is left out: those scripts ship in bundles and run on boards without edgekit installed.
+TIMING_HOMES = ("measure/latency.py", "pipeline.py")
+TIMING_CALLS = ("perf_counter", "np.median(", "np.percentile(", "statistics.median")
+
+
+def timing_violations(package: Path = PACKAGE) -> list[str]:
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if rel.startswith("templates/") or rel in TIMING_HOMES:
+            continue
+        text = path.read_text()
+        found += [f"{rel}: {call} outside measure/latency.py" for call in TIMING_CALLS if call in text]
+    return found
+
+
+def test_one_timing_loop_and_one_median():
+    assert timing_violations() == []
+
+
+def test_a_second_timing_loop_is_caught(tmp_path):
+    import shutil
+
+    copy = tmp_path / "edgekit"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    scan = copy / "pruning" / "scan.py"
+    scan.write_text(scan.read_text() + "\n\ndef clock():\n    import time\n    return time.perf_counter()\n")
+    assert timing_violations(copy) == ["pruning/scan.py: perf_counter outside measure/latency.py"]
+
+
 @pytest.mark.parametrize("module", ["edgekit.runs.compress", "edgekit.pruning.prune", "edgekit.measure.latency"])
 def test_the_new_homes_import(module):
     import importlib

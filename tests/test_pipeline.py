@@ -166,3 +166,18 @@ def test_auto_calibration_choice_reaches_qad(tmp_path, digits_npz, tiny_weights)
     chosen = stages["calibrate"]["metrics"]["chosen_method"]
     assert chosen in stages["calibrate"]["metrics"]["method_scores"]
     assert stages["export"]["metrics"]["agreement"] >= 0.95
+
+
+def test_an_onnx_model_with_a_fixed_batch_of_one_is_quantized(tmp_path, digits_npz, tiny_weights):
+    """Graphs exported by other tools often fix the batch at 1; evaluation then feeds one sample at a time."""
+    import torch
+
+    from edgekit.models import load_model
+
+    path = tmp_path / "batch1.onnx"
+    module = load_model(TINY, tiny_weights).module.model.eval()
+    torch.onnx.export(module, (torch.zeros(1, 1, 8, 8),), str(path), input_names=["x"], dynamo=False)
+    assert onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    report = compress(model=str(path), data=str(digits_npz), target="x86-64", out=tmp_path / "o", quant="static")
+    assert report["final"]["eval_samples"] == report["fp32"]["eval_samples"] > 300
+    assert report["final"]["agreement"] > 0.9
