@@ -155,3 +155,15 @@ def test_the_new_homes_import(module):
     import importlib
 
     importlib.import_module(module)
+
+
+def test_every_declared_marker_marks_a_test():
+    import re
+    import tomllib
+
+    root = PACKAGE.parent
+    declared = [m.split(":")[0] for m in tomllib.loads((root / "pyproject.toml").read_text())
+                ["tool"]["pytest"]["ini_options"]["markers"]]
+    used = {m for path in (root / "tests").rglob("test_*.py")
+            for m in re.findall(r"pytest\.mark\.(\w+)", path.read_text())}
+    assert declared and set(declared) <= used, f"declared but unused: {set(declared) - used}"

@@ -239,3 +239,25 @@ def test_tegrastats_lines_give_peak_memory_and_power():
     older = ["RAM 1900/3964MB (lfb 90x4MB) CPU [5%@1479,off,off,off] POM_5V_IN 3210/3100 POM_5V_GPU 120/100"]
     assert parse_tegrastats(older)["mean_power_mw"] == 3210
     assert parse_tegrastats(["no samples here"]) is None
+
+
+def test_profiling_advances_a_bar_as_each_board_finishes(bundle, board, tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    import edgekit.remote.profile as remote_profile
+    from edgekit import api
+
+    seen, real = [], remote_profile.bar
+
+    @contextmanager
+    def recording(description, total):
+        steps = []
+        with real(description, total) as advance:
+            yield lambda n=1: (steps.append(n), advance(n))
+        seen.append((description, total, sum(steps)))
+
+    monkeypatch.setattr(remote_profile, "bar", recording)
+    results, errors = api.profile(bundle, [board.url, "ssh://nobody@127.0.0.1:1"], ssh_config=board.ssh_config,
+                                  remote_python=sys.executable, runs=5, timeout=60, out=tmp_path)
+    assert len(results) == 1 and len(errors) == 1
+    assert seen == [("profiling on 2 board(s)", 2, 2)]  # the failing board counts as finished too

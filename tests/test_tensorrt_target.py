@@ -134,7 +134,9 @@ def test_layer_info_without_detail_is_refused(tmp_path):
         parse_layer_info(names_only)
 
 
+@pytest.mark.gpu
 def test_engine_builds_with_tensorrt_on_a_matching_gpu(jetson, tmp_path):
+    """Run with `python -m pytest -m gpu` where TensorRT and a GPU of the target's compute capability are."""
     from edgekit.backends import trt
 
     target = load_target("jetson-orin-nano")

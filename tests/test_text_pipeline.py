@@ -106,6 +106,7 @@ def test_board_app_classifies_a_sentence_as_the_host_does(distilled, task, tmp_p
     assert np.allclose(on_board["scores"], host, atol=1e-3)
 
 
+@pytest.mark.slow  # two training processes: run from benchmarks/run_slow_tests.sh
 def test_two_gloo_processes_follow_the_one_process_loss_curve(distilled, task):
     """From the distilled student: Adam turns rounding noise in near-zero gradients into whole steps while a
     fresh student leaves its plateau, so the comparison starts where the gradients mean something."""
@@ -170,6 +171,7 @@ def test_text_data_errors_name_the_problem(task, tmp_path, tiny_fp32_onnx):
     assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow  # two training processes: run from benchmarks/run_slow_tests.sh
 def test_qad_under_torchrun_follows_one_process(distilled, task):
     """compress under torchrun: QAD's steps (here with attention-map transfer from the FP32 student) are
     shared by two gloo processes; process 0 writes OUT alone."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgekit.remote.ssh import SSH, Board, BoardError, last_line
 from edgekit.files import scratch_dir
+from edgekit.progress import bar
 
 # $1 work dir, $2 python, $3 runner, $4 timed runs, $5 seconds. Exit codes 90-94 name the step that
 # failed. The runner is bounded by `timeout` and watched: if sshd goes away (the client timed out or the
@@ -125,8 +126,15 @@ def profile_boards(bundle: Path, specs: list[str], inventory: dict, ssh_config: 
         write_json(path, result)
         return {**result, "saved": str(path)}, None
 
-    with ThreadPoolExecutor(max_workers=max(1, len(boards))) as pool:
-        outcomes = list(pool.map(one, boards))
+    with bar(f"profiling on {len(boards)} board(s)", len(boards)) as advance:
+        def counted(board: Board):
+            try:
+                return one(board)
+            finally:
+                advance(1)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(boards))) as pool:
+            outcomes = list(pool.map(counted, boards))
     results = [r for r, _ in outcomes if r]
     _fold_into_report(Path(bundle), results)
     return results, [e for _, e in outcomes if e]

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The tests marked `slow` (two training processes under torchrun), which the default run leaves out to stay
+# inside its 10-minute budget; with a GPU and TensorRT, or an attached board, add -m gpu / -m board.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+exec python -m pytest -m slow "$@"
