@@ -12,8 +12,9 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+FIXTURES = TESTS / "fixtures"  # helper modules (tiny models, loopback sshd, ...) and sample files
+sys.path[:0] = [str(FIXTURES), str(TESTS)]
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FIXTURES), str(TESTS), os.environ.get("PYTHONPATH")]))
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:

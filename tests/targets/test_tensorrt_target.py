@@ -16,7 +16,7 @@ from edgekit.backends.trtexec import build_script, precision_flags
 from edgekit.errors import InputError, StageError
 from edgekit.target import load_target
 
-SAMPLES = Path(__file__).parent / "data" / "trt"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "trt"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "edgekit"
+PACKAGE = Path(__file__).resolve().parents[2] / "edgekit"
 
 BACKENDS_PAST_LEAVES: dict[str, set[str]] = {}  # none left: ONNX-side quantization lives in ptq/
 # Leaves every layer may use (they import nothing of edgekit): errors; files (atomic writes, scratch folders
