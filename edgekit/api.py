@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgekit.settings import CompressConfig, DistillConfig, make_config, validated
+from edgekit.settings import CompressConfig, DistillConfig, ProfileConfig, ScanConfig, make_config, validated
 
-# (option name, field) of every command-line option of compress and distill, read by cli/
+# (option name, field) of every command-line option the settings models declare, read by cli/
 COMPRESS_OPTIONS = CompressConfig.cli_fields()
 DISTILL_OPTIONS = DistillConfig.cli_fields()
+SCAN_OPTIONS = ScanConfig.cli_fields()
+PROFILE_OPTIONS = ProfileConfig.cli_fields()
 
 
 def compress(model: Any = None, data: Any = None, **options: Any) -> dict[str, Any]:
@@ -87,29 +89,27 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return read(Path(path))
 
 
-def scan(model: str, data: str, out: str | Path, weights: str | None = None, target: str = "arm64",
-         ratios: str = "0.25,0.5,0.75", max_drop: float = 1.0, eval_samples: int = 500,
-         protect: list[str] | None = None, seed: int = 0, force: bool = False) -> dict[str, Any]:
-    """`edgekit prune scan`: each channel group pruned alone at each ratio, measured; a per-layer proposal."""
+def scan(**options: Any) -> dict[str, Any]:
+    """`edgekit prune scan`: each channel group pruned alone at each ratio, measured; a per-layer proposal.
+    Options are those of ScanConfig (model, data, out, weights, target, ratios, max_drop, ...)."""
     from edgekit.runs.scan import run_scan
 
-    return run_scan(model, weights, data, Path(out), target, ratios, max_drop, eval_samples, protect, seed, force)
+    return run_scan(validated(ScanConfig, options))
 
 
-def profile(bundle: str | Path, boards: list[str], inventory: str | Path | None = None,
-            ssh_config: str | Path | None = None, remote_python: str | None = None, runs: int = 200,
-            timeout: float = 600, out: str | Path | None = None) -> tuple[list[dict], list[str]]:
-    """Run a bundle (or an OUT/<target> folder) on boards over SSH; returns (results, one error line per failed board)."""
+def profile(bundle: str | Path, board: list[str] | None = None, **options: Any) -> tuple[list[dict], list[str]]:
+    """Run a bundle (or an OUT/<target> folder) on boards over SSH; returns (results, one error line per failed
+    board). Options are those of ProfileConfig (inventory, ssh_config, remote_python, runs, timeout, out)."""
     from edgekit.errors import InputError
     from edgekit.remote.boards import load_inventory
     from edgekit.remote.profile import profile_boards
 
+    cfg = validated(ProfileConfig, {"board": board, **options})
     bundle = Path(bundle)
     if not bundle.exists():
         raise InputError(f"{bundle} does not exist; pass a bundle from `edgekit pack` or an OUT/<target> folder")
-    return profile_boards(bundle, boards, load_inventory(Path(inventory) if inventory else None),
-                          Path(ssh_config) if ssh_config else None, remote_python, runs, timeout,
-                          Path(out) if out else bundle.parent)
+    return profile_boards(bundle, cfg.board, load_inventory(cfg.inventory), cfg.ssh_config, cfg.remote_python,
+                          cfg.runs, cfg.timeout, cfg.out or bundle.parent)
 
 
 def board_failure(message: str) -> Exception:

@@ -270,6 +270,33 @@ class DistillConfig(Composed):
         return self
 
 
+class ScanConfig(Composed):
+    """`edgekit prune scan`: each channel group pruned alone at each ratio, measured; a per-layer proposal."""
+
+    model: str = option(help="transformers folder, package.module:factory or example:NAME")
+    data: str = option(help="Data with labels for accuracy (else agreement is used).")
+    out: Path = option(help="Folder for scan.json, scan.png and layer-ratios.json.")
+    weights: str | None = option(None, "Weights file for a factory model.")
+    target: str = option("arm64", "Target (its round_to is used).")
+    ratios: str = option("0.25,0.5,0.75", "Ratios to try per group.")
+    max_drop: float = option(0.5, "Accuracy-drop budget (points) for the proposal.", ge=0)
+    eval_samples: int = option(500, "Evaluation samples per measurement.", ge=1)
+    protect: list[str] | None = option(None, "Layer never pruned (repeatable).")
+    seed: int = option(0, "Seed for the evaluation split.")
+
+
+class ProfileConfig(Composed):
+    """`edgekit profile`: where to run a bundle and how long to time it."""
+
+    board: list[str] = option(help="ssh://user@host[:port] or a name from boards.toml; repeatable.")
+    inventory: Path | None = option(None, "boards.toml (default ./boards.toml, then ~/.config/edgekit/).")
+    ssh_config: Path | None = option(None, "ssh client config to use (ssh -F).")
+    remote_python: str | None = option(None, "Python with onnxruntime on ssh:// boards (default python3).")
+    runs: int = option(200, "Timed runs on the board.", ge=1)
+    timeout: float = option(600, "Seconds the whole job may take per board.", gt=0)
+    out: Path | None = option(None, "Folder for the result JSON files (default: beside the bundle).")
+
+
 def make_config(**options) -> CompressConfig:
     return validated(CompressConfig, options)
 
@@ -280,7 +307,8 @@ def validated(model: type[Composed], options: dict, command: str = ""):
         return model(**options)
     except ValidationError as exc:
         errors = exc.errors()
-        command = command or ("compress" if model is CompressConfig else "distill")
+        command = command or {CompressConfig: "compress", DistillConfig: "distill", ScanConfig: "prune scan",
+                              ProfileConfig: "profile"}.get(model, "")
         missing = [model.flag_of(tuple(e["loc"])) for e in errors if e["type"] == "missing"]
         if missing:
             raise InputError(f"missing {', '.join(missing)}; see `edgekit {command} --help` for examples") from exc

@@ -16,14 +16,19 @@ from typing import Annotated, Any, Callable, Literal, Optional
 import typer
 
 
-def with_settings(fields: list[tuple[str, Any]]) -> Callable[[Callable], Callable]:
-    """Give `command(**options)` one typer option per settings field, ahead of its own parameters."""
+def with_settings(fields: list[tuple[str, Any]], enforce_required: bool = True) -> Callable[[Callable], Callable]:
+    """Give `command(**options)` one typer option per settings field, after its own arguments.
+
+    A required field becomes a required option, unless `enforce_required` is off (compress: a --recipe
+    may give it, and the settings model names what is still missing)."""
 
     def decorate(command: Callable) -> Callable:
         own = list(inspect.signature(command, eval_str=True).parameters.values())
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        generated = [_parameter(name, info) for name, info in fields]
-        signature = inspect.Signature([*generated, *own])
+        arguments = [p for p in own if p.default is inspect.Parameter.empty]
+        flags = [p for p in own if p.default is not inspect.Parameter.empty]
+        generated = [_parameter(name, info, enforce_required) for name, info in fields]
+        signature = inspect.Signature([*arguments, *generated, *flags])
 
         def wrapper(**kwargs: Any) -> Any:
             return command(**kwargs)
@@ -41,7 +46,7 @@ def given(options: dict[str, Any], fields: list[tuple[str, Any]]) -> dict[str, A
     return {k: v for k, v in options.items() if k in names and v is not None}
 
 
-def _parameter(name: str, info: Any) -> inspect.Parameter:
+def _parameter(name: str, info: Any, enforce_required: bool) -> inspect.Parameter:
     extra = info.json_schema_extra or {}
     flag = "--" + name.replace("_", "-")
     kind, choices = _cli_type(info.annotation)
@@ -49,12 +54,14 @@ def _parameter(name: str, info: Any) -> inspect.Parameter:
     help_text = info.description or ""
     if not info.is_required() and info.default not in (None, False, ()):
         default = info.default.value if isinstance(info.default, Enum) else info.default
-        help_text += f" [default: {default}]"
-    elif info.is_required():
-        help_text += " [required]"
+        help_text += f" (default: {default})"
+    elif info.is_required() and not enforce_required:
+        help_text += " (required)"
     if choices:
         kind = Literal.__getitem__(tuple(choices))  # typer shows and checks the choices
     option = typer.Option(*decls, help=help_text, show_default=False)
+    if enforce_required and info.is_required():
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[kind, option])
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[Optional[kind], option])
 

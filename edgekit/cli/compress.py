@@ -24,7 +24,7 @@ Examples:
 """
 
 
-@with_settings(COMPRESS_OPTIONS)
+@with_settings(COMPRESS_OPTIONS, enforce_required=False)
 def command(
     recipe: Annotated[Optional[Path], typer.Option(help="YAML file with any of these settings; options override it.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,

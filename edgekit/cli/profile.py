@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
+from edgekit.api import PROFILE_OPTIONS
+from edgekit.cli._options import given, with_settings
 from edgekit.cli._output import emit_json
 
 NAME = "profile"
@@ -25,22 +27,17 @@ Examples:
 """
 
 
+@with_settings(PROFILE_OPTIONS)
 def command(
     bundle: Annotated[Path, typer.Argument(help="A bundle .tar.gz, or an OUT/<target> folder (packed on the fly).")],
-    board: Annotated[list[str], typer.Option(help="ssh://user@host[:port] or a name from boards.toml; repeatable.")],
-    inventory: Annotated[Optional[Path], typer.Option(help="boards.toml (default ./boards.toml, then ~/.config/edgekit/).")] = None,
-    ssh_config: Annotated[Optional[Path], typer.Option(help="ssh client config to use (ssh -F).")] = None,
-    remote_python: Annotated[Optional[str], typer.Option(help="Python with onnxruntime on ssh:// boards (default python3).")] = None,
-    runs: Annotated[int, typer.Option(help="Timed runs on the board.")] = 200,
-    timeout: Annotated[float, typer.Option(help="Seconds the whole job may take per board.")] = 600,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the result JSON files (default: beside the bundle).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result(s) as JSON.")] = False,
+    **settings: Any,
 ) -> None:
     from edgekit.api import board_failure, profile
 
-    results, errors = profile(bundle, board, inventory, ssh_config, remote_python, runs, timeout, out)
+    results, errors = profile(bundle, **given(settings, PROFILE_OPTIONS))
     if as_json:
-        emit_json(results[0] if len(board) == 1 and results else results)
+        emit_json(results[0] if len(settings["board"]) == 1 and results else results)
     else:
         for r in results:
             lat, agree = r["latency_ms"], r["agreement"]

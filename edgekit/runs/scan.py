@@ -10,10 +10,10 @@ import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.files import scratch_dir, write_json
+from edgekit.settings import ScanConfig
 
 
-def run_scan(model_spec: str, weights: str | None, data_spec: str, out: Path, target_spec: str, ratios_text: str,
-             max_drop: float, eval_samples: int, protect: list[str] | None, seed: int, force: bool) -> dict[str, Any]:
+def run_scan(cfg: ScanConfig) -> dict[str, Any]:
     import torch
 
     from edgekit.outdir import check_output, claimed_output
@@ -21,24 +21,24 @@ def run_scan(model_spec: str, weights: str | None, data_spec: str, out: Path, ta
     from edgekit.pruning.scan import plot_scan, propose, scan
     from edgekit.target import load_target
 
-    ratios = _ratios(ratios_text)
-    if eval_samples < 1:
-        raise InputError(f"--eval-samples {eval_samples} must be at least 1")
-    target = load_target(target_spec)
+    model_spec, weights, data_spec, out, force = cfg.model, cfg.weights, cfg.data, cfg.out, cfg.force
+    eval_samples = cfg.eval_samples
+    ratios = _ratios(cfg.ratios)
+    target = load_target(cfg.target)
     model = load_model(model_spec, weights)
     if model.is_onnx:
         raise InputError("prune scan needs a PyTorch model; an .onnx file cannot be pruned")
     data = model.data(data_spec)
-    order = np.random.default_rng(seed).permutation(len(data))
+    order = np.random.default_rng(cfg.seed).permutation(len(data))
     evals = data.subset(order[:max(1, eval_samples)])
     recalib = data.subset(order[max(1, eval_samples):][:2048]) if len(data) > eval_samples else None
     check_output(out, force, False, [model_spec, weights, data_spec])
     inputs, _ = next(evals.batches(1))
     example = tuple(torch.from_numpy(inputs[n]) for n in model.input_names)
-    result = scan(model.module, example, evals, model.input_names, ratios, target.round_to, protect,
+    result = scan(model.module, example, evals, model.input_names, ratios, target.round_to, cfg.protect,
                   recalib=recalib)
-    result["proposal"] = propose(result, max_drop)
-    result["max_drop"] = max_drop
+    result["proposal"] = propose(result, cfg.max_drop)
+    result["max_drop"] = cfg.max_drop
     with claimed_output(out, force, False, [model_spec, weights, data_spec], "prune scan"), \
             scratch_dir("scan-plot") as tmp:
         plot_scan(result, Path(tmp) / "scan.png")

@@ -4,9 +4,11 @@ flat option names, and --target and --quant reach the stages as typed settings."
 import pytest
 
 from edgekit.errors import InputError
-from edgekit.settings import CompressConfig, DistillConfig, QuantMode, make_config, validated
+from edgekit.settings import CompressConfig, DistillConfig, ProfileConfig, QuantMode, ScanConfig, make_config, validated
 
-OWN = {"--recipe", "--force", "--resume", "--json"}
+OWN = {"compress": {"--recipe", "--force", "--resume", "--json"}, "distill": {"--force", "--resume", "--json"},
+       "prune scan": {"--force", "--json"}, "profile": {"--json"}}
+NEGATIVES = {"compress": {"--uniform-prune", "--observed-scales"}}
 
 
 def _params(command: str) -> list:
@@ -14,27 +16,30 @@ def _params(command: str) -> list:
 
     from edgekit.cli import app
 
-    return typer.main.get_command(app).commands[command].params
+    found = typer.main.get_command(app)
+    for word in command.split():
+        found = found.commands[word]
+    return found.params
 
 
 def _options(command: str) -> set[str]:
-    return {name for param in _params(command) for name in (*param.opts, *param.secondary_opts)}
+    return {name for param in _params(command) for name in (*param.opts, *param.secondary_opts) if name.startswith("--")}
 
 
-@pytest.mark.parametrize("command, config", [("compress", CompressConfig), ("distill", DistillConfig)])
+@pytest.mark.parametrize("command, config", [("compress", CompressConfig), ("distill", DistillConfig),
+                                             ("prune scan", ScanConfig), ("profile", ProfileConfig)])
 def test_every_option_is_a_settings_field(command, config):
     """The command's options are the settings fields' flags (plus its own --force/--resume/--json), so an
     option cannot be declared in the command without a field, nor a field go missing from the command."""
     fields = {f"--{name.replace('_', '-')}" for name, _ in config.cli_fields()}
-    negatives = {"--uniform-prune", "--observed-scales"} if command == "compress" else set()
-    assert _options(command) == fields | negatives | (OWN if command == "compress" else OWN - {"--recipe"})
+    assert _options(command) == fields | NEGATIVES.get(command, set()) | OWN[command]
 
 
 def test_help_shows_the_settings_default_and_choices():
     params = {p.name: p for p in _params("compress")}
     qad_epochs = CompressConfig.SECTIONS["qad"].model_fields["epochs"].default
-    assert params["epochs"].help == f"QAD epochs. [default: {qad_epochs}]"
-    assert params["model"].help.endswith("[required]")
+    assert params["epochs"].help == f"QAD epochs. (default: {qad_epochs})"
+    assert params["model"].help.endswith("(required)")
     assert params["epochs"].default is None  # not given: the recipe's value or the model's default applies
 
 
