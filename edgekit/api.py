@@ -6,13 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgekit.settings import CompressConfig, DistillConfig, ProfileConfig, ScanConfig, make_config, validated
+from edgekit.settings import (BenchConfig, BoardsCheckConfig, CompressConfig, DemoConfig, DistillConfig, InspectConfig,
+                              ProfileConfig, ScanConfig, make_config, validated)
 
 # (option name, field) of every command-line option the settings models declare, read by cli/
 COMPRESS_OPTIONS = CompressConfig.cli_fields()
 DISTILL_OPTIONS = DistillConfig.cli_fields()
 SCAN_OPTIONS = ScanConfig.cli_fields()
 PROFILE_OPTIONS = ProfileConfig.cli_fields()
+BENCH_OPTIONS = BenchConfig.cli_fields()
+INSPECT_OPTIONS = InspectConfig.cli_fields()
+DEMO_OPTIONS = DemoConfig.cli_fields()
+DEMO_OUT = DemoConfig.model_fields["out"].default
+BOARDS_CHECK_OPTIONS = BoardsCheckConfig.cli_fields()
 
 
 def compress(model: Any = None, data: Any = None, **options: Any) -> dict[str, Any]:
@@ -40,17 +46,20 @@ def compress(model: Any = None, data: Any = None, **options: Any) -> dict[str, A
     return run_compress(make_config(**options))
 
 
-def bench(folder: str | Path, data: str, baseline: str | None = None, runs: int | None = None) -> dict[str, Any]:
+def bench(folder: str | Path, data: str | None = None, **options: Any) -> dict[str, Any]:
+    """Measure an OUT/<target> folder again on `data`; options are BenchConfig's (baseline, runs)."""
     from edgekit.runs.bench import run_bench
 
-    return run_bench(Path(folder), data, baseline, runs)
+    cfg = validated(BenchConfig, {"data": data, **options})
+    return run_bench(Path(folder), cfg.data, cfg.baseline, cfg.runs)
 
 
-def inspect_model(spec: str, weights: str | None = None, data: str | None = None,
-                  input_shape: list[int] | None = None) -> dict[str, Any]:
+def inspect_model(spec: str, **options: Any) -> dict[str, Any]:
+    """Params, MACs, layers and prunable groups; options are InspectConfig's (weights, data, input_shape)."""
     from edgekit.runs.inspect import run_inspect
 
-    return run_inspect(spec, weights, data, input_shape)
+    cfg = validated(InspectConfig, options)
+    return run_inspect(spec, cfg.weights, cfg.data, cfg.input_shape)
 
 
 def pack(folder: str | Path, output: str | Path | None = None, force: bool = False) -> dict[str, Any]:
@@ -74,12 +83,13 @@ def distill(**options: Any) -> dict[str, Any]:
     return run_distill(validated(DistillConfig, options))
 
 
-def demo(out: str | Path = "edgekit-demo", target: str | None = None, force: bool = False) -> dict[str, Any]:
+def demo(**options: Any) -> dict[str, Any]:
     """The whole job on the built-in MNIST example, compiled for `target` (default: this machine's)."""
     from edgekit.examples.models import demo_recipe
     from edgekit.target import host_target
 
-    return compress(**{**demo_recipe(), "out": Path(out), "target": target or host_target(), "force": force})
+    cfg = validated(DemoConfig, options)
+    return compress(**{**demo_recipe(), "out": cfg.out, "target": cfg.target or host_target(), "force": cfg.force})
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -119,22 +129,22 @@ def board_failure(message: str) -> Exception:
     return BoardError(message)
 
 
-def check_boards(boards: list[str] | None = None, inventory: str | Path | None = None,
-                 ssh_config: str | Path | None = None) -> list[dict[str, Any]]:
-    """Reachability, architecture, runtimes and free disk of each board (all of the inventory by default)."""
+def check_boards(board: list[str] | None = None, **options: Any) -> list[dict[str, Any]]:
+    """Reachability, architecture, runtimes and free disk of each board (all of the inventory by default);
+    options are BoardsCheckConfig's (inventory, ssh_config)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from edgekit.errors import InputError
     from edgekit.remote.boards import check_board, load_inventory, resolve
 
-    known = load_inventory(Path(inventory) if inventory else None)
-    specs = boards or list(known)
+    cfg = validated(BoardsCheckConfig, {"board": board, **options})
+    known = load_inventory(cfg.inventory)
+    specs = cfg.board or list(known)
     if not specs:
         raise InputError("no boards: pass --board ssh://user@host or write a boards.toml")
     resolved = [resolve(spec, known) for spec in specs]
-    config = Path(ssh_config) if ssh_config else None
     with ThreadPoolExecutor(max_workers=len(resolved)) as pool:
-        return list(pool.map(lambda b: check_board(b, config), resolved))
+        return list(pool.map(lambda b: check_board(b, cfg.ssh_config), resolved))
 
 
 def engine_report(folder: str | Path) -> dict[str, Any]:

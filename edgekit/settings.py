@@ -285,20 +285,69 @@ class ScanConfig(Composed):
     seed: int = option(0, "Seed for the evaluation split.")
 
 
-class ProfileConfig(Composed):
+class Reach(Composed):
+    """How boards are found and reached: `profile` and `boards check` share these."""
+
+    inventory: Path | None = option(None, "boards.toml (default ./boards.toml, then ~/.config/edgekit/).")
+    ssh_config: Path | None = option(None, "ssh client config to use (ssh -F).")
+
+
+class BoardsCheckConfig(Reach):
+    board: list[str] | None = option(None, "Board name or ssh:// address (default: every board in the inventory).")
+
+
+class ProfileConfig(Reach):
     """`edgekit profile`: where to run a bundle and how long to time it."""
 
     board: list[str] = option(help="ssh://user@host[:port] or a name from boards.toml; repeatable.")
-    inventory: Path | None = option(None, "boards.toml (default ./boards.toml, then ~/.config/edgekit/).")
-    ssh_config: Path | None = option(None, "ssh client config to use (ssh -F).")
     remote_python: str | None = option(None, "Python with onnxruntime on ssh:// boards (default python3).")
     runs: int = option(200, "Timed runs on the board.", ge=1)
     timeout: float = option(600, "Seconds the whole job may take per board.", gt=0)
     out: Path | None = option(None, "Folder for the result JSON files (default: beside the bundle).")
 
 
+class BenchConfig(Composed):
+    """`edgekit bench FOLDER`: measure a compressed artifact again, on other data."""
+
+    data: str = option(help="Evaluation data (.npz, folder, or example:mnist).")
+    baseline: str | None = option(None, "FP32 ONNX to compare with (default: the one compress kept).")
+    runs: int | None = option(None, "Timed runs (default: the target's setting).", ge=1)
+
+
+class InspectConfig(Composed):
+    """`edgekit inspect MODEL`: what a model holds and what can be pruned."""
+
+    weights: str | None = option(None, "Weights file for a factory model.")
+    data: str | None = option(None, "Data to take the input shape from.")
+    input_shape: str | list[int] | None = option(None, "Input shape, e.g. 1,3,224,224.")
+
+    @field_validator("input_shape", mode="before")
+    @classmethod
+    def _shape(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            shape = [int(v) for v in value.split(",")]
+        except ValueError:
+            shape = []
+        if not shape or min(shape) < 1:
+            raise ValueError(f"--input-shape {value} must be positive integers separated by commas, e.g. 1,3,224,224")
+        return shape
+
+
+class DemoConfig(Composed):
+    """`edgekit demo`: the whole job on the built-in MNIST example."""
+
+    out: Path = option(Path("edgekit-demo"), "Output folder.")
+    target: str | None = option(None, "Target to compile for (default: this machine's).")
+
+
 def make_config(**options) -> CompressConfig:
     return validated(CompressConfig, options)
+
+
+_BOUNDS = {"greater_than_equal": ("at least", "ge"), "greater_than": ("above", "gt"),
+           "less_than_equal": ("at most", "le"), "less_than": ("below", "lt")}
 
 
 def validated(model: type[Composed], options: dict, command: str = ""):
@@ -308,13 +357,18 @@ def validated(model: type[Composed], options: dict, command: str = ""):
     except ValidationError as exc:
         errors = exc.errors()
         command = command or {CompressConfig: "compress", DistillConfig: "distill", ScanConfig: "prune scan",
-                              ProfileConfig: "profile"}.get(model, "")
+                              ProfileConfig: "profile", BoardsCheckConfig: "boards check", BenchConfig: "bench",
+                              InspectConfig: "inspect", DemoConfig: "demo"}.get(model, "")
         missing = [model.flag_of(tuple(e["loc"])) for e in errors if e["type"] == "missing"]
         if missing:
             raise InputError(f"missing {', '.join(missing)}; see `edgekit {command} --help` for examples") from exc
         err = errors[0]
         name = model.flag_of(tuple(err["loc"]))
         msg = err["msg"].removeprefix("Value error, ")
+        bound = _BOUNDS.get(err["type"])
+        if bound is not None:
+            word, key = bound
+            raise InputError(f"{name} {err.get('input')} must be {word} {err['ctx'][key]}") from exc
         if err["type"] == "extra_forbidden":
             raise InputError(f"{name} is not a setting of edgekit {command}; "
                              f"see `edgekit {command} --help` for the settings") from exc

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
+from edgekit.api import BENCH_OPTIONS
+from edgekit.cli._options import given, with_settings
 from edgekit.cli._output import emit_json, start, summary_table
 
 NAME = "bench"
@@ -18,17 +20,16 @@ Example:
 """
 
 
+@with_settings(BENCH_OPTIONS)
 def command(
     folder: Annotated[Path, typer.Argument(help="An OUT/<target> folder written by `edgekit compress`.")],
-    data: Annotated[str, typer.Option(help="Evaluation data (.npz, folder, or example:mnist).")],
-    baseline: Annotated[Optional[str], typer.Option(help="FP32 ONNX to compare with (default: the one compress kept).")] = None,
-    runs: Annotated[Optional[int], typer.Option(help="Timed runs (default: the target's setting).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    **settings: Any,
 ) -> None:
     from edgekit.api import bench
 
     start(as_json)
-    results = bench(folder, data, baseline, runs)
+    results = bench(folder, **given(settings, BENCH_OPTIONS))
     if as_json:
         emit_json(results)
     else:

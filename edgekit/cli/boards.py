@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.api import BOARDS_CHECK_OPTIONS
+from edgekit.cli._options import given, with_settings
+
 app = typer.Typer(help="Boards from boards.toml (or ssh:// addresses).", no_args_is_help=True)
 
 
 @app.command("check")
+@with_settings(BOARDS_CHECK_OPTIONS)
 def check(
-    board: Annotated[Optional[list[str]], typer.Option(help="Board name or ssh:// address (default: every board in the inventory).")] = None,
-    inventory: Annotated[Optional[Path], typer.Option(help="boards.toml (default ./boards.toml, then ~/.config/edgekit/).")] = None,
-    ssh_config: Annotated[Optional[Path], typer.Option(help="ssh client config to use (ssh -F).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    **settings: Any,
 ) -> None:
     """Reachability, architecture, Python/onnxruntime/TensorRT versions and free disk of each board.
 
@@ -25,7 +26,7 @@ def check(
     from edgekit.api import check_boards
     from edgekit.cli._output import emit_json
 
-    rows = check_boards(board, inventory, ssh_config)
+    rows = check_boards(**given(settings, BOARDS_CHECK_OPTIONS))
     if as_json:
         emit_json(rows)
     else:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
+from edgekit.api import DEMO_OPTIONS, DEMO_OUT
+from edgekit.cli._options import given, with_settings
 from edgekit.cli._output import emit_json, start, summary_table
 
 NAME = "demo"
@@ -18,16 +20,18 @@ Trains a teacher CNN and distills a 4x smaller student on first use (cached in
 """
 
 
+@with_settings(DEMO_OPTIONS)
 def command(
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("edgekit-demo"),
-    target: Annotated[Optional[str], typer.Option(help="Target to compile for (default: this machine's).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+    **settings: Any,
 ) -> None:
     from edgekit.api import demo
 
     start(as_json)
-    report = demo(out, target, force)
+    options = given(settings, DEMO_OPTIONS)
+    report = demo(**options, force=force)
+    out = Path(options.get("out") or DEMO_OUT)
     if as_json:
         emit_json(report)
         return

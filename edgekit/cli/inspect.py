@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.api import INSPECT_OPTIONS
+from edgekit.cli._options import given, with_settings
 from edgekit.cli._output import emit_json, start
 
 NAME = "inspect"
@@ -21,27 +23,16 @@ Examples:
 """
 
 
+@with_settings(INSPECT_OPTIONS)
 def command(
     model: Annotated[str, typer.Argument(help="transformers folder, package.module:factory, example:NAME, or .onnx")],
-    weights: Annotated[Optional[str], typer.Option(help="Weights file for a factory model.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Data to take the input shape from.")] = None,
-    input_shape: Annotated[Optional[str], typer.Option(help="Input shape, e.g. 1,3,224,224.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    **settings: Any,
 ) -> None:
-    from edgekit.errors import InputError
     from edgekit.api import inspect_model
 
     start(as_json)
-    shape = None
-    if input_shape:
-        try:
-            shape = [int(v) for v in input_shape.split(",")]
-        except ValueError:
-            shape = []
-        if not shape or min(shape) < 1:
-            raise InputError(f"--input-shape {input_shape} must be positive integers separated by commas, "
-                             "e.g. 1,3,224,224")
-    info = inspect_model(model, weights, data, shape)
+    info = inspect_model(model, **given(settings, INSPECT_OPTIONS))
     if as_json:
         emit_json(info)
         return

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import zipfile
 from pathlib import Path
 
@@ -27,16 +28,20 @@ def load_for(spec: str | Path, input_names: list[str], tokenizer_dir: Path | Non
     return data.bind(input_names)
 
 
+# Data specs that name a provider by prefix: imported on use, so data/ does not depend on what provides them.
+PREFIX_READERS = {"example:": "edgekit.examples.data:load_example_data"}
+
+
 def load_data(spec: str | Path) -> SampleSet:
     spec = str(spec)
     if spec.startswith("memory:"):
         from edgekit.data.memory import load_memory_data
 
         return load_memory_data(spec)
-    if spec.startswith("example:"):
-        from edgekit.examples.data import load_example_data
-
-        return load_example_data(spec)
+    for prefix, entry in PREFIX_READERS.items():
+        if spec.startswith(prefix):
+            module, function = entry.split(":")
+            return getattr(importlib.import_module(module), function)(spec)
     path = Path(spec)
     if not path.exists():
         raise DataError(f"data {spec} does not exist; check the path")

@@ -24,9 +24,7 @@ def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -
                        (manifest.get("preprocessing") or {}).get("max_length"))
     _check_data_fits(folder / "model.onnx", samples, names, data)
     settings = BenchSettings(**manifest["target"]["bench"])
-    if runs is not None:
-        if runs < 1:
-            raise InputError(f"--runs {runs} must be at least 1")
+    if runs is not None:  # BenchConfig has checked it
         settings = settings.model_copy(update={"runs": runs})
     base = Path(baseline) if baseline else (folder / manifest["baseline"]).resolve()
     results: dict[str, Any] = {"target": manifest["target"]["name"], "data": data}

@@ -4,10 +4,12 @@ flat option names, and --target and --quant reach the stages as typed settings."
 import pytest
 
 from edgekit.errors import InputError
-from edgekit.settings import CompressConfig, DistillConfig, ProfileConfig, QuantMode, ScanConfig, make_config, validated
+from edgekit.settings import (BenchConfig, BoardsCheckConfig, CompressConfig, DemoConfig, DistillConfig, InspectConfig,
+                              ProfileConfig, QuantMode, ScanConfig, make_config, validated)
 
 OWN = {"compress": {"--recipe", "--force", "--resume", "--json"}, "distill": {"--force", "--resume", "--json"},
-       "prune scan": {"--force", "--json"}, "profile": {"--json"}}
+       "prune scan": {"--force", "--json"}, "profile": {"--json"}, "bench": {"--json"}, "inspect": {"--json"},
+       "demo": {"--force", "--json"}, "boards check": {"--json"}}
 NEGATIVES = {"compress": {"--uniform-prune", "--observed-scales"}}
 
 
@@ -27,7 +29,9 @@ def _options(command: str) -> set[str]:
 
 
 @pytest.mark.parametrize("command, config", [("compress", CompressConfig), ("distill", DistillConfig),
-                                             ("prune scan", ScanConfig), ("profile", ProfileConfig)])
+                                             ("prune scan", ScanConfig), ("profile", ProfileConfig),
+                                             ("bench", BenchConfig), ("inspect", InspectConfig), ("demo", DemoConfig),
+                                             ("boards check", BoardsCheckConfig)])
 def test_every_option_is_a_settings_field(command, config):
     """The command's options are the settings fields' flags (plus its own --force/--resume/--json), so an
     option cannot be declared in the command without a field, nor a field go missing from the command."""
@@ -63,8 +67,8 @@ def test_distill_and_qad_share_the_training_knobs_with_their_own_defaults():
     (dict(prune=1.5), "--prune 1.5 is outside [0, 1)"),
     (dict(calib="best"), "--calib:"),
     (dict(quant="int4"), "--quant:"),
-    (dict(min_channels=0), "--min-channels:"),
-    (dict(epochs=0), "--epochs:"),
+    (dict(min_channels=0), "--min-channels 0 must be at least 1"),
+    (dict(epochs=0), "--epochs 0 must be at least 1"),
     (dict(learning_rate=3), "--learning-rate is not a setting of edgekit compress"),
     (dict(feature_kd=["a"], quant="static"), "--feature-kd and --attention-kd train during QAD"),
     (dict(split="0,0.5,0.5"), "leaves no training samples"),
