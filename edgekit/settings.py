@@ -11,7 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from edgekit.errors import InputError
 
@@ -220,8 +220,9 @@ class CompressConfig(Composed):
     teacher: str | None = option(None, "Teacher spec; default: the unpruned FP32 student.")
     teacher_weights: str | None = option(None, "Teacher weights file.")
     eval_data: str | None = option(None, "Separate evaluation data (else a split of --data).")
-    quant: QuantMode = option(QuantMode.QAD, "INT8 by quantization-aware distillation, static or dynamic "
-                              "calibration, or none (FP32).")
+    quant: QuantMode | None = option(None, "INT8 by quantization-aware distillation, static or dynamic "
+                                     "calibration, or none (FP32). (default: qad for a PyTorch model, static "
+                                     "for an .onnx one, which cannot be trained)")
     max_accuracy_drop: float | None = option(None, "Search the fastest pruning within this many points, fall "
                                              "back to FP32 layers to meet it, refuse to publish beyond it.", ge=0)
     split: str = option("0.7,0.1,0.2", "train,calib,eval fractions of --data.")
@@ -229,10 +230,20 @@ class CompressConfig(Composed):
     pruning: PruneSettings = PruneSettings()
     calibration: CalibSettings = CalibSettings()
     qad: QadSettings = QadSettings()
+    _quant_by_default: bool = PrivateAttr(False)
+
+    @property
+    def quant_by_default(self) -> bool:
+        """--quant was not given: the mode followed from the model's kind."""
+        return self._quant_by_default
 
     @model_validator(mode="after")
     def _cross_rules(self) -> "CompressConfig":
         from edgekit.data.splits import parse_fractions
+
+        if self.quant is None:
+            self.quant = QuantMode.STATIC if self.model.endswith(".onnx") else QuantMode.QAD
+            self._quant_by_default = True
 
         if parse_fractions(self.split)[0] == 0 and (self.quant.trains or self.pruning.ratio > 0
                                                     or self.pruning.layer_ratios):

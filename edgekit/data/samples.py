@@ -75,6 +75,19 @@ class SampleSet:
             label_names=self.label_names, indices=self.indices,
         )
 
+    def cast(self, dtypes: dict[str, np.dtype]) -> "SampleSet":
+        """Inputs in the dtypes a graph declares (an int32 input is fed int32, not the int64 ids default)."""
+        def convert(d: dict) -> dict:
+            return {k: v.astype(dtypes[k], copy=False) if k in dtypes else v for k, v in d.items()}
+
+        return SampleSet(
+            source=self.source,
+            arrays=convert(self.arrays) if self.arrays is not None else None,
+            items=[convert(i) for i in self.items] if self.items is not None else None,
+            labels=self.labels, preprocess=self.preprocess,
+            label_names=self.label_names, indices=self.indices,
+        )
+
     def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[tuple[dict, np.ndarray | None]]:
         """Yield (inputs, labels) in `order`; items always come one by one."""
         order = np.arange(len(self)) if order is None else order

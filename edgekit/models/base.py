@@ -18,6 +18,7 @@ class LoadedModel:
     weights: Path | None = None
     tokenizer: Path | None = None  # folder with tokenizer.json, for text data
     label2id: dict[str, int] | None = None
+    input_dtypes: dict[str, str] | None = None  # an ONNX graph's declared input types (numpy names)
 
     @property
     def is_onnx(self) -> bool:
@@ -27,4 +28,5 @@ class LoadedModel:
         """`spec` loaded for this model: text tokenized with its tokenizer, arrays bound to its inputs."""
         from edgekit.data import load_for
 
-        return load_for(spec, self.input_names, self.tokenizer, self.label2id, max_length)
+        samples = load_for(spec, self.input_names, self.tokenizer, self.label2id, max_length)
+        return samples.cast(self.input_dtypes) if self.input_dtypes else samples

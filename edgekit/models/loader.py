@@ -60,8 +60,18 @@ def _load_onnx(path: Path) -> LoadedModel:
     except Exception as exc:  # onnx raises several unrelated types for bad files
         raise ModelLoadError(f"{path} is not a valid ONNX model ({_first_line(exc)}); re-export it") from exc
     initializers = {i.name for i in proto.graph.initializer}
-    names = [i.name for i in proto.graph.input if i.name not in initializers]
-    return LoadedModel(spec=str(path), kind="onnx", onnx_path=path, input_names=names)
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    return LoadedModel(spec=str(path), kind="onnx", onnx_path=path, input_names=[i.name for i in inputs],
+                       input_dtypes=input_dtypes(proto))
+
+
+def input_dtypes(proto) -> dict[str, str]:
+    """{input: numpy dtype name} as the graph declares them (weights listed as inputs left out)."""
+    import onnx
+
+    initializers = {i.name for i in proto.graph.initializer}
+    return {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type).name
+            for i in proto.graph.input if i.name not in initializers and i.type.tensor_type.elem_type}
 
 
 def _load_hf(path: Path, weights: str | Path | None) -> LoadedModel:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.backends.ort import quiet
+from edgekit.errors import StageError
 from edgekit.files import scratch_dir
 
 
@@ -26,15 +27,29 @@ def quantize_qdq(fp32: Path, out: Path, ranges: dict[str, list[float]], method: 
         tensors = TensorsData(_method(method), {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
                                                 for k, (lo, hi) in ranges.items()})
         save_tensors_data(tensors, cache)
-        with quiet():
-            quantize_static(
-                str(fp32), str(out), calibration_data_reader=None, calibration_cache_path=str(cache),
-                quant_format=QuantFormat.QDQ, activation_type=getattr(QuantType, scheme.activation_type),
-                weight_type=QuantType.QInt8, per_channel=True, calibrate_method=_method(method),
-                nodes_to_exclude=[*(exclude or []), *attention_matmuls], op_types_to_quantize=op_types,
-                extra_options={"ActivationSymmetric": scheme.symmetric_activations, "WeightSymmetric": True,
-                               "QuantizeBias": scheme.int32_bias},
-            )
+        options = {"ActivationSymmetric": scheme.symmetric_activations, "WeightSymmetric": True,
+                   "QuantizeBias": scheme.int32_bias}
+
+        def run(extra: dict) -> None:
+            with quiet():
+                quantize_static(
+                    str(fp32), str(out), calibration_data_reader=None, calibration_cache_path=str(cache),
+                    quant_format=QuantFormat.QDQ, activation_type=getattr(QuantType, scheme.activation_type),
+                    weight_type=QuantType.QInt8, per_channel=True, calibrate_method=_method(method),
+                    nodes_to_exclude=[*(exclude or []), *attention_matmuls], op_types_to_quantize=op_types,
+                    extra_options={**options, **extra})
+
+        try:
+            run({})
+        except ValueError:
+            # The quantizer's int32-bias scale adjustment assumes one bias value per weight channel; a bias
+            # broadcast from another shape (tf2onnx MatMul + Add) makes it fail. Without that adjustment the
+            # graph quantizes: the bias keeps the scale input x weight, as it does in most graphs anyway.
+            try:
+                run({"QDQDisableWeightAdjustForInt32Bias": True})
+            except Exception as exc:  # the quantizer raises many types on graphs it cannot handle
+                raise StageError(f"ONNX Runtime's quantizer cannot quantize {fp32.name}: "
+                                 f"{' '.join(str(exc).split())[:160]}; try --quant dynamic or --quant none") from exc
     return out
 
 

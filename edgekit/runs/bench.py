@@ -12,6 +12,14 @@ from edgekit.errors import InputError
 from edgekit.bundle.manifest import MANIFEST, read_manifest
 
 
+def _declared_dtypes(path: Path) -> dict[str, str]:
+    import onnx
+
+    from edgekit.models.loader import input_dtypes
+
+    return input_dtypes(onnx.load(str(path), load_external_data=False))
+
+
 def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -> dict[str, Any]:
     from edgekit.backends import ort as ort_backend
     from edgekit.settings import BenchSettings
@@ -22,6 +30,7 @@ def run_bench(folder: Path, data: str, baseline: str | None, runs: int | None) -
     label2id = {name: i for i, name in enumerate(manifest.get("labels") or [])} or None
     samples = load_for(data, names, tokenizer_folder(folder), label2id,
                        (manifest.get("preprocessing") or {}).get("max_length"))
+    samples = samples.cast(_declared_dtypes(folder / "model.onnx"))
     _check_data_fits(folder / "model.onnx", samples, names, data)
     settings = BenchSettings(**manifest["target"]["bench"])
     if runs is not None:  # BenchConfig has checked it

@@ -21,6 +21,7 @@ from edgekit.bundle.manifest import write_manifest
 from edgekit.outdir import claimed_output, input_paths
 from edgekit.models import load_model
 from edgekit.pipeline import Context, check_stages, run_stages
+from edgekit.progress import console
 from edgekit.settings import CompressConfig, load_layer_ratios
 from edgekit.measure.reference import REFERENCE, write_reference
 from edgekit.bundle.report import build_report, write_report
@@ -44,6 +45,8 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
 def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
     target = load_target(cfg.target)
     student = load_model(cfg.model, cfg.weights)
+    if student.is_onnx and cfg.quant_by_default:
+        console.log(f"--quant {cfg.quant.value}: the default for an ONNX model (QAD and pruning need a PyTorch one)")
     splits = _splits(cfg, student)
     reference = check_model_fits(student, splits)
     teacher = _teacher(cfg, student, splits)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekit.artifact import Artifact
 from edgekit.models.export import export_onnx
+from edgekit.models.onnx_normalize import normalize_onnx
 from edgekit.stages._torch import example_inputs, materialize
 from edgekit.measure.fidelity import torch_fidelity
 
@@ -27,7 +27,7 @@ class SourceStage:
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         metrics: dict[str, Any] = {}
         if artifact.format == "onnx":
-            shutil.copyfile(artifact.path("onnx"), out / BASELINE)
+            metrics.update(normalize_onnx(artifact.path("onnx"), out / BASELINE))
             return artifact.derive(out, "onnx", {"onnx": BASELINE}), metrics
         example = example_inputs(ctx.splits, artifact.input_names)
         model = materialize(artifact, example)

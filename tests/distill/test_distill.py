@@ -70,6 +70,7 @@ def test_distill_command_refuses_an_existing_output_and_bad_options(tmp_path, di
     assert bad.returncode == 2 and "--alpha" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow  # 25 s of training; README's figure is also printed by benchmarks/distill.py
 def test_mnist_example_student_within_one_point_of_its_teacher_at_a_quarter_of_the_parameters(tmp_path):
     result = run_cli("distill", "--teacher", "example:mnist-teacher", "--student",
                      "edgekit.examples.models:mnist_student", "--data", "example:mnist", "--out", tmp_path / "d",

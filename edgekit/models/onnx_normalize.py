@@ -1,0 +1,81 @@
+"""Bring an ONNX graph from another exporter into the form edgekit's quantization reads, without changing
+what it computes: weights held in `Constant` nodes become initializers (PaddlePaddle exports them so,
+and a quantizer looks for weights among initializers), and an opset below 13 is converted to 13
+(per-channel QuantizeLinear/DequantizeLinear need the `axis` attribute that opset 13 added).
+
+The onnx package's own version converter does the opset step; what it cannot convert is reported as a
+one-line error naming the operator, rather than left to fail later inside the quantizer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import ModelLoadError
+
+MIN_OPSET = 13  # QuantizeLinear/DequantizeLinear take `axis` (per-channel) from opset 13
+
+
+def normalize_onnx(src: Path, dst: Path) -> dict[str, Any]:
+    """Write the normalized graph of `src` to `dst`; return what was changed (for the stage's record)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    report: dict[str, Any] = {"opset_in": default_opset(model)}
+    report["constants_to_initializers"] = constants_to_initializers(model.graph)
+    if report["opset_in"] < MIN_OPSET:
+        model = _convert_opset(model, src)
+    report["opset"] = default_opset(model)
+    onnx.save(model, str(dst))
+    return report
+
+
+def default_opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def constants_to_initializers(graph) -> int:
+    """Move tensor-valued `Constant` nodes of the main graph into initializers; returns how many moved.
+
+    Only the `value` form holding a float tensor with more than one element is moved: scalars and
+    integer shape constants stay nodes, where shape inference and the exporters' patterns expect them."""
+    from onnx import TensorProto
+
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE}
+    taken = {i.name for i in graph.initializer}
+    keep, moved = [], 0
+    for node in graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
+        if value is None or value.data_type not in floats or _elements(value) < 2 or node.output[0] in taken:
+            keep.append(node)
+            continue
+        value.name = node.output[0]
+        graph.initializer.append(value)
+        moved += 1
+    if moved:
+        del graph.node[:]
+        graph.node.extend(keep)
+    return moved
+
+
+def _elements(tensor) -> int:
+    count = 1
+    for dim in tensor.dims:
+        count *= dim
+    return count
+
+
+def _convert_opset(model, src: Path):
+    from onnx import version_converter
+
+    try:
+        converted = version_converter.convert_version(model, MIN_OPSET)
+    except Exception as exc:  # the converter raises RuntimeError/ValueError/its own C++ errors per operator
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelLoadError(f"{src} uses opset {default_opset(model)} and cannot be converted to opset "
+                             f"{MIN_OPSET}, which INT8 Q/DQ needs ({detail}); re-export it with opset 13 or "
+                             "newer") from exc
+    if converted.ir_version < 7:
+        converted.ir_version = 7  # opset 13 needs IR 7
+    return converted

@@ -1,0 +1,80 @@
+"""Published ONNX models from other exporters (../shared/models): normalized without changing what they
+compute, and quantized by the plain command without a traceback."""
+
+import glob
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+
+SHARED = ROOT.parent / "shared" / "models"
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"no published models at {SHARED}")
+
+# (file, a feed of the input's real shape, opset before, weights held in Constant nodes)
+CASES = {
+    "ppocrv3_ch_rec.onnx": ({"x": (1, 3, 48, 320)}, 12, True),
+    "speechmos_aecmos_16k.onnx": ({"input": (1, 3, 100, 160), "h0": (4, 1, 64)}, 9, False),
+    "rivagan_decoder.onnx": ({"frame": (1, 3, 1, 64, 64)}, 10, False),
+    "ddddocr_common_det.onnx": ({"images": (1, 3, 416, 416)}, 11, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_normalized_graph_computes_the_same_and_is_ready_for_int8(name, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from edgekit.models.onnx_normalize import MIN_OPSET, default_opset, normalize_onnx
+
+    shapes, opset_before, constant_weights = CASES[name]
+    report = normalize_onnx(SHARED / name, tmp_path / name)
+    model = onnx.load(str(tmp_path / name))
+    assert report["opset_in"] == opset_before and default_opset(model) == MIN_OPSET == report["opset"]
+    assert (report["constants_to_initializers"] > 100) is constant_weights
+    assert len(model.graph.initializer) > 0  # the weights a quantizer looks for
+    feed = {k: np.random.default_rng(0).random(v).astype(np.float32) for k, v in shapes.items()}
+    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)  # noqa: E731
+    for before, after in zip(run(SHARED / name), run(tmp_path / name)):
+        np.testing.assert_array_equal(before, after)
+
+
+def _frames(path: Path) -> Path:
+    """RGB photo crops (scikit-learn's sample images) as the watermark decoder takes them: BGR/127.5-1."""
+    from sklearn.datasets import load_sample_images
+
+    rng, frames = np.random.default_rng(0), []
+    for i in range(24):
+        img = load_sample_images().images[i % 2].astype(np.float32)
+        y, x = rng.integers(0, img.shape[0] - 32), rng.integers(0, img.shape[1] - 32)
+        frames.append((img[y:y + 32, x:x + 32, ::-1] / 127.5 - 1).transpose(2, 0, 1)[:, None])
+    np.savez(path, frame=np.stack(frames).astype(np.float32))
+    return path
+
+
+def _file_bytes(path: Path) -> Path:
+    """Magika's features of real files on disk: first and last 1,024 bytes, padded with 256, as int32."""
+    rows = []
+    for name in sorted(glob.glob(str(ROOT / "edgekit" / "**" / "*.py"), recursive=True))[:120]:
+        data = Path(name).read_bytes()
+        head, tail = data.lstrip()[:1024], data.rstrip()[-1024:]
+        rows.append(list(head) + [256] * (1024 - len(head)) + [256] * (1024 - len(tail)) + list(tail))
+    np.savez(path, bytes=np.asarray(rows, dtype=np.int32))
+    return path
+
+
+@pytest.mark.parametrize("name, make_data", [("rivagan_decoder.onnx", _frames), ("magika_standard_v3_3.onnx", _file_bytes)])
+def test_the_plain_command_quantizes_a_published_model(name, make_data, tmp_path):
+    """rivagan: opset 10 (per-channel Q/DQ needs 13); magika: an int32 input, and a bias broadcast that
+    ONNX Runtime's quantizer cannot adjust. Both crashed with a traceback before."""
+    data = make_data(tmp_path / "calib.npz")
+    result = run_cli("compress", "--model", SHARED / name, "--data", data, "--target", "x86-64", "--out", tmp_path / "o")
+    assert result.returncode == 0, result.stderr
+    assert "--quant static: the default for an ONNX model" in " ".join(result.stderr.split())
+    report = json.loads((tmp_path / "o" / "x86-64" / "report.json").read_text())
+    assert report["final"]["size_bytes"] < report["fp32"]["size_bytes"] / 3
+    source = next(s for s in report["stages"] if s["name"] == "source")["metrics"]
+    assert source["opset"] == 13 if name.startswith("rivagan") else source["opset"] == 15
+    assert "export" in report["final"]["stages"] and "calibrate" in report["final"]["stages"]
