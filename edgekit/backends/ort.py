@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.data.samples import SampleSet
+from edgekit.data.samples import SampleSet, stack_outputs
 from edgekit.errors import MissingDependencyError, StageError
 from edgekit.files import scratch_dir
 
@@ -60,7 +60,7 @@ def run_model(path: Path, samples: SampleSet, input_names: list[str], threads: i
     for inputs, _ in samples.batches(batch_size):
         feed = {n: inputs[n] for n in input_names}
         outs.append(sess.run(None, feed)[0])
-    return np.concatenate(outs) if samples.batchable else np.stack(outs)
+    return np.concatenate(outs) if samples.batchable else stack_outputs(outs)
 
 
 def preprocess(fp32: Path, out: Path) -> Path:

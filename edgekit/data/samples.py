@@ -113,6 +113,14 @@ class SampleSet:
         return digest.hexdigest()
 
 
+def stack_outputs(outputs: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """Per-sample outputs as one array, or as a list where their shapes differ (inputs that vary in size
+    give outputs that do); the metrics in measure/ take either."""
+    if len({o.shape for o in outputs}) <= 1:
+        return np.stack(outputs)
+    return list(outputs)
+
+
 def model_arrays(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
     """Float inputs become float32 (what exported models take); integer ids stay int64."""
     out = {}

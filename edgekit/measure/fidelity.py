@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from edgekit.data.samples import stack_outputs
 from edgekit.measure.metrics import score
 
 
@@ -15,7 +16,7 @@ def torch_outputs(model, samples, input_names: list[str], batch_size: int = 256)
     with torch.no_grad():
         for inputs, _ in samples.batches(batch_size):
             outs.append(model(*(torch.from_numpy(inputs[n]).to(device) for n in input_names)).float().cpu().numpy())
-    return np.concatenate(outs) if samples.batchable else np.stack(outs)
+    return np.concatenate(outs) if samples.batchable else stack_outputs(outs)
 
 
 def check_teacher_fits(teacher, student, splits, input_names: list[str]) -> None:

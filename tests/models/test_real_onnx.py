@@ -78,3 +78,30 @@ def test_the_plain_command_quantizes_a_published_model(name, make_data, tmp_path
     source = next(s for s in report["stages"] if s["name"] == "source")["metrics"]
     assert source["opset"] == 13 if name.startswith("rivagan") else source["opset"] == 15
     assert "export" in report["final"]["stages"] and "calibrate" in report["final"]["stages"]
+
+
+def _pages(folder: Path) -> Path:
+    """One .npz per photo crop, each of its own size (multiples of 32), ImageNet-normalized: how a text
+    detector is fed whole pages."""
+    from sklearn.datasets import load_sample_images
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    for i in range(30):
+        img = load_sample_images().images[i % 2].astype(np.float32) / 255
+        h, w = 32 * int(rng.integers(2, 5)), 32 * int(rng.integers(2, 5))
+        y, x = rng.integers(0, img.shape[0] - h), rng.integers(0, img.shape[1] - w)
+        crop = ((img[y:y + h, x:x + w] - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
+        np.savez(folder / f"{i:03d}.npz", x=crop)
+    return folder
+
+
+def test_samples_of_different_sizes_are_quantized_and_measured(tmp_path):
+    """ppocrv3_ch_det takes any page size; its outputs then differ in size too (np.stack crashed)."""
+    result = run_cli("compress", "--model", SHARED / "ppocrv3_ch_det.onnx", "--data", _pages(tmp_path / "pages"),
+                     "--target", "x86-64", "--out", tmp_path / "o", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["final"]["eval_samples"] == report["fp32"]["eval_samples"] == 6
+    assert report["fp32"]["cosine"] == pytest.approx(1.0) and report["final"]["cosine"] is not None

@@ -1,6 +1,7 @@
 """Fake quant must round exactly as ORT's quantizer does, and pass gradients straight through."""
 
 import numpy as np
+import pytest
 import onnx
 import torch
 from onnx import helper, numpy_helper
@@ -62,3 +63,20 @@ def test_observer_moves_range_only_while_observing():
     quant.observing = False
     quant(torch.tensor([0.0, 9.0]))
     assert quant.range() == [0.0, 2.0]
+
+
+def test_metrics_take_outputs_of_different_sizes():
+    """A list of per-sample outputs (inputs that vary in size) is scored sample by sample."""
+    from edgekit.measure.metrics import accuracy, mean_cosine, score, top1_agreement
+
+    rng = np.random.default_rng(0)
+    maps = [rng.random((1, 1, h, 32)) for h in (32, 64, 96)]
+    noisy = [m + 0.1 * rng.random(m.shape) for m in maps]
+    expected = np.mean([np.dot(a.ravel(), b.ravel()) / np.linalg.norm(a) / np.linalg.norm(b)
+                        for a, b in zip(maps, noisy)])
+    assert mean_cosine(maps, noisy) == pytest.approx(expected) and mean_cosine(maps, maps) == pytest.approx(1.0)
+    assert top1_agreement(maps, noisy) is None and accuracy(maps, np.zeros(3)) is None
+    rows = [rng.random((1, 5)) for _ in range(4)]
+    labels = np.array([r.argmax() for r in rows])
+    assert accuracy(rows, labels) == 100.0 and top1_agreement(rows, np.concatenate(rows)) == 1.0
+    assert score(np.concatenate(rows), labels, np.concatenate(rows))["agreement"] == 1.0
