@@ -82,7 +82,10 @@ def optimized_op_counts(path: Path) -> Counter:
         opts = rt.SessionOptions()
         opts.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         opts.optimized_model_filepath = str(opt)
-        rt.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        try:
+            rt.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types per failure
+            raise StageError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0][:200]}") from exc
         return Counter(n.op_type for n in onnx.load(str(opt)).graph.node)
 
 

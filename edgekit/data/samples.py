@@ -75,6 +75,15 @@ class SampleSet:
             label_names=self.label_names, indices=self.indices,
         )
 
+    def unbatched(self, whole: set[str]) -> "SampleSet":
+        """Items, for a graph with inputs that have no batch axis (a recurrent state such as h0 [4, 1, 64]):
+        each sample's array of such an input is fed as it is, the others with a batch axis of 1."""
+        if self.arrays is None or not whole:
+            return self
+        items = [{k: v[i] if k in whole else v[i:i + 1] for k, v in self.arrays.items()} for i in range(len(self))]
+        return SampleSet(source=self.source, items=items, labels=self.labels, preprocess=self.preprocess,
+                         label_names=self.label_names, indices=self.indices)
+
     def cast(self, dtypes: dict[str, np.dtype]) -> "SampleSet":
         """Inputs in the dtypes a graph declares (an int32 input is fed int32, not the int64 ids default)."""
         def convert(d: dict) -> dict:

@@ -19,6 +19,7 @@ class LoadedModel:
     tokenizer: Path | None = None  # folder with tokenizer.json, for text data
     label2id: dict[str, int] | None = None
     input_dtypes: dict[str, str] | None = None  # an ONNX graph's declared input types (numpy names)
+    input_ranks: dict[str, int] | None = None  # and ranks
 
     @property
     def is_onnx(self) -> bool:
@@ -29,4 +30,9 @@ class LoadedModel:
         from edgekit.data import load_for
 
         samples = load_for(spec, self.input_names, self.tokenizer, self.label2id, max_length)
+        if self.input_ranks and samples.arrays is not None:
+            # samples on axis 0, each one already of the input's full rank: that input has no batch axis
+            whole = {n for n, rank in self.input_ranks.items() if n in samples.arrays
+                     and samples.arrays[n].ndim == rank + 1}
+            samples = samples.unbatched(whole)
         return samples.cast(self.input_dtypes) if self.input_dtypes else samples

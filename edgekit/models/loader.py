@@ -61,8 +61,9 @@ def _load_onnx(path: Path) -> LoadedModel:
         raise ModelLoadError(f"{path} is not a valid ONNX model ({_first_line(exc)}); re-export it") from exc
     initializers = {i.name for i in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in initializers]
+    ranks = {i.name: len(i.type.tensor_type.shape.dim) for i in inputs if i.type.tensor_type.HasField("shape")}
     return LoadedModel(spec=str(path), kind="onnx", onnx_path=path, input_names=[i.name for i in inputs],
-                       input_dtypes=input_dtypes(proto))
+                       input_dtypes=input_dtypes(proto), input_ranks=ranks)
 
 
 def input_dtypes(proto) -> dict[str, str]:

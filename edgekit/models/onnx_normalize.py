@@ -79,3 +79,18 @@ def _convert_opset(model, src: Path):
     if converted.ir_version < 7:
         converted.ir_version = 7  # opset 13 needs IR 7
     return converted
+
+
+QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+                 "MatMulInteger", "ConvInteger", "QGemm", "QLinearAdd")
+
+
+def refuse_quantized(path: Path) -> None:
+    """An already-quantized graph cannot be quantized again: say so before any stage runs."""
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type in QUANTIZED_OPS]
+    if ops:
+        first = max(set(ops), key=ops.count)
+        raise ModelLoadError(f"{path} is already quantized ({ops.count(first)} {first} nodes); give its FP32 model, "
+                             "or use --quant none to compile and measure it as it is")

@@ -36,6 +36,10 @@ class ExportStage:
     def check(self, ctx, artifact: Artifact) -> None:
         if self.mode is QuantMode.DYNAMIC and self.scheme.explicit_quantization:
             raise InputError(f"{ctx.target.name} runs TensorRT, which has no dynamic INT8; use --quant static or qad")
+        if self.mode is not QuantMode.NONE and artifact.format == "onnx":
+            from edgekit.models.onnx_normalize import refuse_quantized
+
+            refuse_quantized(artifact.path("onnx"))
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         if self.mode.calibrates:
@@ -50,6 +54,7 @@ class ExportStage:
                 require_explicit_quantization(out / MODEL)
         else:
             fmt, extra = self._dynamic_or_fp32(ctx, artifact, out)
+        _require_loadable(out / MODEL, self.mode)
         counts = ort_backend.optimized_op_counts(out / MODEL)
         outputs = ort_backend.run_model(out / MODEL, ctx.splits.eval, artifact.input_names)
         metrics = {"integer_kernels": ort_backend.integer_kernels(counts),
@@ -105,3 +110,15 @@ class ExportStage:
 
         return fallback_search(quantize, fp32, out, ctx.splits.eval, names, drop_of, self.max_drop, latency_of)
 
+
+def _require_loadable(path: Path, mode: QuantMode) -> None:
+    """A graph ONNX Runtime's quantizer wrote but ONNX Runtime cannot load: one line naming the failing
+    node (the runtime's message does) and what to try instead, not a traceback from a later stage."""
+    from edgekit.errors import StageError
+
+    try:
+        ort_backend.session(path)
+    except StageError as exc:
+        others = [m.value for m in (QuantMode.STATIC, QuantMode.DYNAMIC, QuantMode.NONE) if m is not mode]
+        raise StageError(f"the --quant {mode.value} graph does not load in ONNX Runtime "
+                         f"({str(exc).split(': ', 1)[-1][:200]}); try --quant {' or --quant '.join(others)}") from exc

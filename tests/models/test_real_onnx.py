@@ -105,3 +105,50 @@ def test_samples_of_different_sizes_are_quantized_and_measured(tmp_path):
     report = json.loads(result.stdout)
     assert report["final"]["eval_samples"] == report["fp32"]["eval_samples"] == 6
     assert report["fp32"]["cosine"] == pytest.approx(1.0) and report["final"]["cosine"] is not None
+
+
+def test_an_input_without_a_batch_axis_is_fed_whole(tmp_path):
+    """speechmos's recurrent state h0 is [4, 1, 64], with no batch axis: each sample's h0 goes in as it is,
+    beside its [1, 3, frames, 160] features (it was refused as not fitting the model)."""
+    rng = np.random.default_rng(0)
+    features = np.tanh(rng.normal(size=(30, 3, 100, 160))).astype(np.float32)  # log-mel-like, in (-1, 1)
+    np.savez(tmp_path / "mos.npz", input=features, h0=np.zeros((30, 4, 1, 64), np.float32))
+    result = run_cli("compress", "--model", SHARED / "speechmos_aecmos_16k.onnx", "--data", tmp_path / "mos.npz",
+                     "--target", "x86-64", "--out", tmp_path / "o", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["final"]["eval_samples"] == 6 and report["final"]["size_bytes"] < report["fp32"]["size_bytes"]
+
+
+def test_an_already_quantized_model_is_refused_before_anything_is_written(tmp_path, tiny_fp32_onnx):
+    from edgekit.data.samples import SampleSet
+    from edgekit.ptq.qdq import quantize_qdq
+    from edgekit.ptq.statistics import calibrate
+    from edgekit.target import SCHEMES
+
+    x = np.random.default_rng(0).random((40, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x)
+    ranges = calibrate(tiny_fp32_onnx, SampleSet("random", arrays={"x": x}), ["x"], "minmax", tmp_path)
+    int8 = quantize_qdq(tiny_fp32_onnx, tmp_path / "int8.onnx", ranges, "minmax", SCHEMES["ort-u8s8"])
+    result = run_cli("compress", "--model", int8, "--data", tmp_path / "d.npz", "--out", tmp_path / "o")
+    assert result.returncode == 2 and "is already quantized" in result.stderr and "--quant none" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_quantized_graph_that_does_not_load_is_one_line_naming_the_node(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgekit.errors import StageError
+    from edgekit.settings import QuantMode
+    from edgekit.stages.export import _require_loadable
+
+    node = helper.make_node("Transpose", ["x"], ["y"], name="bad_transpose", perm=[0, 2, 3, 1])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [36])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
+    with pytest.raises(StageError) as caught:
+        _require_loadable(tmp_path / "m.onnx", QuantMode.STATIC)
+    message = str(caught.value)
+    assert "bad_transpose" in message and message.endswith("try --quant dynamic or --quant none")
