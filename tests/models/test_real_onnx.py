@@ -152,3 +152,14 @@ def test_a_quantized_graph_that_does_not_load_is_one_line_naming_the_node(tmp_pa
         _require_loadable(tmp_path / "m.onnx", QuantMode.STATIC)
     message = str(caught.value)
     assert "bad_transpose" in message and message.endswith("try --quant dynamic or --quant none")
+
+
+def test_a_hybrid_cnn_attention_graph_quantizes_its_convolutions(tmp_path):
+    """ppocrv3_ch_rec: a conv backbone before attention blocks. Attention graphs quantize only their
+    linear layers; a hybrid's Conv layers are quantized too (its size was 0.81x FP32 without them)."""
+    from edgekit.models.onnx_normalize import normalize_onnx
+    from edgekit.ptq.qdq import transformer_placement
+
+    normalize_onnx(SHARED / "ppocrv3_ch_rec.onnx", tmp_path / "rec.onnx")
+    op_types, activation_only = transformer_placement(tmp_path / "rec.onnx")
+    assert op_types == ["MatMul", "Gemm", "Conv"] and activation_only  # score/context MatMuls stay float
