@@ -3,6 +3,7 @@ compute, and quantized by the plain command without a traceback."""
 
 import glob
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 
-SHARED = ROOT.parent / "shared" / "models"
+SHARED = Path(os.environ.get("EDGEKIT_SHARED_MODELS") or ROOT.parent / "shared" / "models")
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"no published models at {SHARED}")
 
 # (file, a feed of the input's real shape, opset before, weights held in Constant nodes)
