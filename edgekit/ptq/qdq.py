@@ -99,3 +99,35 @@ def _method(name: str):
     return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
             "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.MinMax,
             "auto": CalibrationMethod.MinMax}[name]
+
+
+COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "GRU", "LSTM", "RNN", "Loop", "If", "Scan")
+RECURRENT = ("GRU", "LSTM", "RNN")
+SUBGRAPHS = ("Loop", "If", "Scan")
+
+
+def float_compute(path: Path) -> dict[str, dict]:
+    """Compute nodes a Q/DQ graph leaves in float, by op type, with the reason: what a user reads to know
+    which part of the model the INT8 result does not cover (a recurrent layer, a loop, an excluded MatMul)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    found: dict[str, dict] = {}
+    for node in graph.node:
+        if node.op_type not in COMPUTE_OPS:
+            continue
+        if node.op_type in SUBGRAPHS:
+            inside = any(n.op_type == "DequantizeLinear" for a in node.attribute if a.type == a.GRAPH for n in a.g.node)
+            reason = "a subgraph: quantized inside" if inside else "a subgraph: its body stays float"
+            if inside:
+                continue
+        elif any(i in dequantized for i in node.input):
+            continue
+        elif node.op_type in RECURRENT:
+            reason = "recurrent: static INT8 leaves it float (--quant dynamic quantizes its weights)"
+        else:
+            reason = "left float by the placement (attention scores and context, a fallback, or no weights)"
+        entry = found.setdefault(node.op_type, {"count": 0, "reason": reason})
+        entry["count"] += 1
+    return found

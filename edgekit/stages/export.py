@@ -48,6 +48,9 @@ class ExportStage:
             ranges = json.loads(artifact.path("ranges").read_text())
             fallback = self._quantize_static(ctx, artifact, ranges, out / MODEL)
             fmt, extra = "onnx-qdq", ({"fallback": fallback} if fallback is not None else {})
+            from edgekit.ptq.qdq import float_compute
+
+            extra["float_compute"] = float_compute(out / MODEL)
             if self.scheme.explicit_quantization:
                 from edgekit.backends.trt_rules import require_explicit_quantization
 

@@ -119,6 +119,9 @@ def test_an_input_without_a_batch_axis_is_fed_whole(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["final"]["eval_samples"] == 6 and report["final"]["size_bytes"] < report["fp32"]["size_bytes"]
+    export = next(s for s in report["stages"] if s["name"] == "export")["metrics"]
+    assert export["float_compute"]["GRU"]["count"] == 2 and "recurrent" in export["float_compute"]["GRU"]["reason"]
+    assert "Conv" not in export["float_compute"]  # its four convolutions are INT8
 
 
 def test_an_already_quantized_model_is_refused_before_anything_is_written(tmp_path, tiny_fp32_onnx):
