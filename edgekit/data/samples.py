@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
@@ -66,14 +66,7 @@ class SampleSet:
                 f"data {self.source} has arrays {names} but the model needs {input_names}; "
                 "name the arrays after the model inputs (or `x` for a one-input model)"
             )
-        rename = lambda d: {n: d[src] for n, src in mapping.items()}  # noqa: E731
-        return SampleSet(
-            source=self.source,
-            arrays=rename(self.arrays) if self.arrays is not None else None,
-            items=[rename(i) for i in self.items] if self.items is not None else None,
-            labels=self.labels, preprocess=self.preprocess,
-            label_names=self.label_names, indices=self.indices,
-        )
+        return self._mapped(lambda d: {n: d[src] for n, src in mapping.items()})
 
     def unbatched(self, whole: set[str]) -> "SampleSet":
         """Items, for a graph with inputs that have no batch axis (a recurrent state such as h0 [4, 1, 64]):
@@ -81,21 +74,16 @@ class SampleSet:
         if self.arrays is None or not whole:
             return self
         items = [{k: v[i] if k in whole else v[i:i + 1] for k, v in self.arrays.items()} for i in range(len(self))]
-        return SampleSet(source=self.source, items=items, labels=self.labels, preprocess=self.preprocess,
-                         label_names=self.label_names, indices=self.indices)
+        return replace(self, arrays=None, items=items)
 
     def cast(self, dtypes: dict[str, np.dtype]) -> "SampleSet":
         """Inputs in the dtypes a graph declares (an int32 input is fed int32, not the int64 ids default)."""
-        def convert(d: dict) -> dict:
-            return {k: v.astype(dtypes[k], copy=False) if k in dtypes else v for k, v in d.items()}
+        return self._mapped(lambda d: {k: v.astype(dtypes[k], copy=False) if k in dtypes else v for k, v in d.items()})
 
-        return SampleSet(
-            source=self.source,
-            arrays=convert(self.arrays) if self.arrays is not None else None,
-            items=[convert(i) for i in self.items] if self.items is not None else None,
-            labels=self.labels, preprocess=self.preprocess,
-            label_names=self.label_names, indices=self.indices,
-        )
+    def _mapped(self, change) -> "SampleSet":
+        """The same samples with `change` applied to the input arrays (or to each item's)."""
+        return replace(self, arrays=change(self.arrays) if self.arrays is not None else None,
+                       items=[change(i) for i in self.items] if self.items is not None else None)
 
     def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[tuple[dict, np.ndarray | None]]:
         """Yield (inputs, labels) in `order`; items always come one by one."""
