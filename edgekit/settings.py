@@ -25,6 +25,16 @@ def option(default: Any = ..., help: str = "", *, flag: str | None = None, negat
     return Field(default, description=help, json_schema_extra=extra, **constraints)
 
 
+def cli_options(model: type[BaseModel], skip=()) -> dict[str, str]:
+    """{option name (underscored): field name} of a model's fields that are command-line options."""
+    found = {}
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra or {}
+        if extra.get("cli", True) and name not in skip:
+            found[(extra.get("flag") or name).replace("-", "_")] = name
+    return found
+
+
 class Section(BaseModel):
     """One stage's settings; `options()` maps flat option names to this section's fields."""
 
@@ -34,13 +44,7 @@ class Section(BaseModel):
     @classmethod
     def options(cls) -> dict[str, str]:
         """{option name (underscored): field name} for the fields on the command line."""
-        found = {}
-        for name, info in cls.model_fields.items():
-            extra = info.json_schema_extra or {}
-            if not extra.get("cli", True) or name in cls.CLI_EXCLUDE:
-                continue
-            found[(extra.get("flag") or name).replace("-", "_")] = name
-        return found
+        return cli_options(cls, skip=cls.CLI_EXCLUDE)
 
     def stage_settings(self) -> dict[str, Any]:
         """What a stage records in its key (resume reuses it only while these stay equal)."""
@@ -163,9 +167,7 @@ class Composed(BaseModel):
 
     @classmethod
     def own_options(cls) -> dict[str, str]:
-        skip = set(cls.sections())
-        return {(info.json_schema_extra or {}).get("flag") or name: name for name, info in cls.model_fields.items()
-                if name not in skip and (info.json_schema_extra or {}).get("cli", True)}
+        return cli_options(cls, skip=set(cls.sections()))
 
     @classmethod
     def cli_fields(cls) -> list[tuple[str, Any]]:

@@ -37,14 +37,14 @@ class QuantScheme(BaseModel):
         return self.activation_type == "QInt8"
 
 
-SCHEMES = {
-    "ort-u8s8": QuantScheme(preset="ort-u8s8", activation_type="QUInt8", symmetric_activations=False,
-                            int32_bias=True, explicit_quantization=False),
-    "ort-s8s8": QuantScheme(preset="ort-s8s8", activation_type="QInt8", symmetric_activations=False,
-                            int32_bias=True, explicit_quantization=False),
-    "trt-s8s8": QuantScheme(preset="trt-s8s8", activation_type="QInt8", symmetric_activations=True,
-                            int32_bias=False, explicit_quantization=True),
-}
+SCHEMES = {s.preset: s for s in (
+    QuantScheme(preset="ort-u8s8", activation_type="QUInt8", symmetric_activations=False, int32_bias=True,
+                explicit_quantization=False),
+    QuantScheme(preset="ort-s8s8", activation_type="QInt8", symmetric_activations=False, int32_bias=True,
+                explicit_quantization=False),
+    QuantScheme(preset="trt-s8s8", activation_type="QInt8", symmetric_activations=True, int32_bias=False,
+                explicit_quantization=True),
+)}
 
 
 class TensorRTSettings(BaseModel):

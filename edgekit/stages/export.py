@@ -12,6 +12,7 @@ from edgekit.artifact import Artifact
 from edgekit.backends import ort as ort_backend
 from edgekit.errors import InputError
 from edgekit.measure.fidelity import fidelity, fidelity_drop
+from edgekit.ptq.qdq import float_compute
 from edgekit.settings import QuantMode
 from edgekit.stages._torch import fp32_graph
 from edgekit.target import QuantScheme
@@ -48,8 +49,6 @@ class ExportStage:
             ranges = json.loads(artifact.path("ranges").read_text())
             fallback = self._quantize_static(ctx, artifact, ranges, out / MODEL)
             fmt, extra = "onnx-qdq", ({"fallback": fallback} if fallback is not None else {})
-            from edgekit.ptq.qdq import float_compute
-
             extra["float_compute"] = float_compute(out / MODEL)
             if self.scheme.explicit_quantization:
                 from edgekit.backends.trt_rules import require_explicit_quantization
@@ -57,8 +56,7 @@ class ExportStage:
                 require_explicit_quantization(out / MODEL)
         else:
             fmt, extra = self._dynamic_or_fp32(ctx, artifact, out)
-        _require_loadable(out / MODEL, self.mode)
-        counts = ort_backend.optimized_op_counts(out / MODEL)
+        counts = _loaded_op_counts(out / MODEL, self.mode)
         outputs = ort_backend.run_model(out / MODEL, ctx.splits.eval, artifact.input_names)
         metrics = {"integer_kernels": ort_backend.integer_kernels(counts),
                    "optimized_ops": dict(sorted(counts.items())), "quant": self.mode.value,
@@ -114,13 +112,13 @@ class ExportStage:
         return fallback_search(quantize, fp32, out, ctx.splits.eval, names, drop_of, self.max_drop, latency_of)
 
 
-def _require_loadable(path: Path, mode: QuantMode) -> None:
-    """A graph ONNX Runtime's quantizer wrote but ONNX Runtime cannot load: one line naming the failing
-    node (the runtime's message does) and what to try instead, not a traceback from a later stage."""
+def _loaded_op_counts(path: Path, mode: QuantMode):
+    """The op counts of the graph ONNX Runtime runs; a graph the quantizer wrote but the runtime cannot
+    load is one line naming the failing node (the runtime's message does) and what to try instead."""
     from edgekit.errors import StageError
 
     try:
-        ort_backend.session(path)
+        return ort_backend.optimized_op_counts(path)
     except StageError as exc:
         others = [m.value for m in (QuantMode.STATIC, QuantMode.DYNAMIC, QuantMode.NONE) if m is not mode]
         raise StageError(f"the --quant {mode.value} graph does not load in ONNX Runtime "

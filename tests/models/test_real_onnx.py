@@ -146,14 +146,14 @@ def test_a_quantized_graph_that_does_not_load_is_one_line_naming_the_node(tmp_pa
 
     from edgekit.errors import StageError
     from edgekit.settings import QuantMode
-    from edgekit.stages.export import _require_loadable
+    from edgekit.stages.export import _loaded_op_counts
 
     node = helper.make_node("Transpose", ["x"], ["y"], name="bad_transpose", perm=[0, 2, 3, 1])
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [36])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
     with pytest.raises(StageError) as caught:
-        _require_loadable(tmp_path / "m.onnx", QuantMode.STATIC)
+        _loaded_op_counts(tmp_path / "m.onnx", QuantMode.STATIC)
     message = str(caught.value)
     assert "bad_transpose" in message and message.endswith("try --quant dynamic or --quant none")
 
