@@ -116,10 +116,23 @@ class PruneSettings(Section):
 class CalibSettings(Section):
     """Static INT8 calibration: the range method and whose statistics."""
 
-    method: CalibMethod = option("minmax", "Range method; auto: the most faithful on the calibration split.",
+    method: CalibMethod = option("minmax", "Range method; auto: each one measured on the calibration split, the "
+                                 "most faithful kept. (default: auto for --quant static, minmax for QAD)",
                                  flag="calib")
     calibrator: Literal["edgekit", "nncf"] = option(
         "edgekit", "Whose statistics: edgekit's, or NNCF's with bias correction (edgekit's Q/DQ placement).")
+
+
+class FidelitySettings(Section):
+    """What static INT8 must keep of the FP32 graph's outputs (measure/compare.py), or the user's own measure."""
+
+    min_sqnr: float = option(12.0, "Floor on every output group's SQNR against the FP32 graph (dB; 12 dB is a "
+                             "25% RMS error); below it, the most sensitive nodes fall back to FP32.", ge=0)
+    min_decision_f1: float = option(0.9, "Floor on probability outputs: F1 of the values above 0.5 against the "
+                                    "FP32 graph's.", ge=0, le=1)
+    metric: str | None = option(None, "Your measure instead of those floors: package.module:function taking "
+                                "(fp32_outputs, int8_outputs), dicts of arrays by output name; higher is better.")
+    min_metric: float | None = option(None, "Floor for --metric. (default: 0.99 x the FP32 graph's own score)")
 
 
 class TrainSettings(Section):
@@ -212,8 +225,12 @@ class Composed(BaseModel):
         return "--" + str(names.get(loc[0], loc[0])).replace("_", "-")
 
 
+TRAINING_SPLIT, POST_TRAINING_SPLIT = "0.7,0.1,0.2", "0,0.6,0.4"
+
+
 class CompressConfig(Composed):
-    SECTIONS: ClassVar[dict[str, type[Section]]] = {"pruning": PruneSettings, "calibration": CalibSettings, "qad": QadSettings}
+    SECTIONS: ClassVar[dict[str, type[Section]]] = {"pruning": PruneSettings, "calibration": CalibSettings,
+                                                    "qad": QadSettings, "fidelity": FidelitySettings}
     model: str = option(help="transformers folder, package.module:factory, example:NAME, or .onnx")
     data: str = option(help=".npz, folder of .npz, image folder with preprocess.yaml, or example:mnist")
     out: Path = option(help="Output folder; OUT/<target>/ holds the artifact.")
@@ -227,17 +244,25 @@ class CompressConfig(Composed):
                                      "for an .onnx one, which cannot be trained)")
     max_accuracy_drop: float | None = option(None, "Search the fastest pruning within this many points, fall "
                                              "back to FP32 layers to meet it, refuse to publish beyond it.", ge=0)
-    split: str = option("0.7,0.1,0.2", "train,calib,eval fractions of --data.")
+    split: str | None = option(None, "train,calib,eval fractions of --data. (default: 0.7,0.1,0.2 when "
+                               "pruning or QAD trains, else 0,0.6,0.4: nothing trains, so calibration and the "
+                               "fidelity check get the samples)")
     seed: int = option(0, "Seed for splits and training.")
     pruning: PruneSettings = PruneSettings()
     calibration: CalibSettings = CalibSettings()
     qad: QadSettings = QadSettings()
+    fidelity: FidelitySettings = FidelitySettings()
     _quant_by_default: bool = PrivateAttr(False)
+    _split_by_default: bool = PrivateAttr(False)
 
     @property
     def quant_by_default(self) -> bool:
         """--quant was not given: the mode followed from the model's kind."""
         return self._quant_by_default
+
+    @property
+    def split_by_default(self) -> bool:
+        return self._split_by_default
 
     @model_validator(mode="after")
     def _cross_rules(self) -> "CompressConfig":
@@ -246,9 +271,14 @@ class CompressConfig(Composed):
         if self.quant is None:
             self.quant = QuantMode.STATIC if self.model.endswith(".onnx") else QuantMode.QAD
             self._quant_by_default = True
-
-        if parse_fractions(self.split)[0] == 0 and (self.quant.trains or self.pruning.ratio > 0
-                                                    or self.pruning.layer_ratios):
+        searches = self.max_accuracy_drop is not None and not self.model.endswith(".onnx")  # a pruning search
+        trains = self.quant.trains or self.pruning.ratio > 0 or bool(self.pruning.layer_ratios) or searches
+        if self.split is None:
+            self.split = TRAINING_SPLIT if trains else POST_TRAINING_SPLIT
+            self._split_by_default = True
+        if self.quant is QuantMode.STATIC and "method" not in self.calibration.model_fields_set:
+            self.calibration.method = "auto"  # nothing trains to repair a poor range method: measure them all
+        if parse_fractions(self.split)[0] == 0 and trains:
             raise ValueError(f"--split {self.split} leaves no training samples, but QAD and pruning train; "
                              "give a train fraction above 0, or use --quant static with --prune 0")
         if (self.qad.feature_kd or self.qad.attention_kd) and not self.quant.trains:

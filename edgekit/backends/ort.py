@@ -39,6 +39,7 @@ def session(path: Path, threads: int = 1, optimized_path: Path | None = None):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 4  # a failing kernel raises with the same message; callers decide what to say
     if optimized_path is not None:
         opts.optimized_model_filepath = str(optimized_path)
     try:
@@ -49,18 +50,26 @@ def session(path: Path, threads: int = 1, optimized_path: Path | None = None):
 
 def run_model(path: Path, samples: SampleSet, input_names: list[str], threads: int = 1,
               batch_size: int = 64) -> np.ndarray:
-    """Outputs of the first model output over all samples, concatenated on axis 0.
+    """Outputs of the first model output over all samples, concatenated on axis 0."""
+    return next(iter(run_outputs(path, samples, input_names, threads, batch_size).values()))
+
+
+def run_outputs(path: Path, samples: SampleSet, input_names: list[str], threads: int = 1,
+                batch_size: int = 64) -> dict[str, np.ndarray | list[np.ndarray]]:
+    """Every model output over all samples, by name: concatenated on axis 0, or per sample where shapes vary.
 
     A graph exported with a fixed batch dimension (often 1) is fed batches of that size."""
     sess = session(path, threads)
     fixed = sess.get_inputs()[0].shape[0] if sess.get_inputs() and sess.get_inputs()[0].shape else None
     if isinstance(fixed, int) and fixed > 0:
         batch_size = fixed
-    outs = []
+    names = [o.name for o in sess.get_outputs()]
+    outs: dict[str, list] = {n: [] for n in names}
     for inputs, _ in samples.batches(batch_size):
-        feed = {n: inputs[n] for n in input_names}
-        outs.append(sess.run(None, feed)[0])
-    return np.concatenate(outs) if samples.batchable else stack_outputs(outs)
+        for name, value in zip(names, sess.run(None, {n: inputs[n] for n in input_names})):
+            outs[name].append(value)
+    join = (lambda v: np.concatenate(v)) if samples.batchable else stack_outputs
+    return {name: join(values) for name, values in outs.items()}
 
 
 def preprocess(fp32: Path, out: Path) -> Path:

@@ -52,7 +52,7 @@ def _parameter(name: str, info: Any, enforce_required: bool) -> inspect.Paramete
     kind, choices = _cli_type(info.annotation)
     decls = [f"{flag}/--{extra['negative']}"] if extra.get("negative") else [flag]
     help_text = info.description or ""
-    if not info.is_required() and info.default not in (None, False, ()):
+    if not info.is_required() and info.default not in (None, False, ()) and "(default:" not in help_text:
         default = info.default.value if isinstance(info.default, Enum) else info.default
         help_text += f" (default: {default})"
     elif info.is_required() and not enforce_required:

@@ -32,10 +32,11 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
 
 
 def make_splits(data: SampleSet, fractions: tuple[float, float, float], seed: int,
-                eval_data: SampleSet | None = None, max_calib: int = 512) -> Splits:
+                eval_data: SampleSet | None = None, max_calib: int = 512, announce_cap: bool = True) -> Splits:
     """Shuffle once with `seed` and cut consecutive slices, so splits never overlap.
 
-    With separate eval data, the eval fraction of `data` goes to training.
+    With separate eval data, the eval fraction of `data` goes to training. `announce_cap` says so when
+    calibration takes fewer samples than its fraction asks for (not for a split the user did not choose).
     """
     n = len(data)
     order = np.random.default_rng(seed).permutation(n)
@@ -53,7 +54,7 @@ def make_splits(data: SampleSet, fractions: tuple[float, float, float], seed: in
             f"data {data.source} has only {n} samples, too few for split {fractions}; give more data"
         )
     rest = order[n_calib + n_eval:]
-    if asked > n_calib:
+    if asked > n_calib and announce_cap:
         where = "go to training" if f_train > 0 else "are not used (the train fraction is 0)"
         console.log(f"calibration uses {n_calib} of the {asked} samples its split asks for (a cap that bounds "
                     f"its memory); the other {asked - n_calib} {where}")

@@ -8,14 +8,14 @@ its ranges replace edgekit's wherever NNCF quantizes a tensor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgekit.artifact import Artifact
 from edgekit.files import write_json
 from edgekit.ptq.statistics import calibrate
-from edgekit.settings import CalibSettings
+from edgekit.settings import CalibSettings, FidelitySettings
 from edgekit.stages._torch import MODEL, RANGES, fp32_graph
 from edgekit.target import QuantScheme
 
@@ -24,12 +24,14 @@ from edgekit.target import QuantScheme
 class CalibrateStage:
     calib: CalibSettings
     scheme: QuantScheme
+    fidelity: FidelitySettings = field(default_factory=FidelitySettings)
     opset: int = 17
     name: str = "calibrate"
     accepts: tuple[str, ...] = ("torch", "onnx")
 
     def settings(self) -> dict[str, Any]:
-        return {**self.calib.stage_settings(), "preset": self.scheme.preset, "opset": self.opset}
+        fidelity = self.fidelity.stage_settings() if self.calib.method == "auto" else {}
+        return {**self.calib.stage_settings(), **fidelity, "preset": self.scheme.preset, "opset": self.opset}
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         files = fp32_graph(ctx, artifact, out, self.opset)
@@ -44,8 +46,10 @@ class CalibrateStage:
             report.update(nncf_report)
         if method == "auto":
             from edgekit.ptq.auto import choose_ranges
+            from edgekit.ptq.floor import OutputFloor
 
-            _, ranges = choose_ranges(out / MODEL, ctx.splits.calib, names, self.scheme, out, report)
+            floor = OutputFloor(out / MODEL, ctx.splits.calib, names, self.fidelity)
+            _, ranges = choose_ranges(out / MODEL, ctx.splits.calib, names, self.scheme, out, report, floor)
         else:
             ranges = calibrate(out / MODEL, ctx.splits.calib, names, method, out, report=report)
         ranges.update(external)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from edgekit.backends import ort as ort_backend
 from edgekit.errors import InputError
 from edgekit.measure.fidelity import fidelity, fidelity_drop
 from edgekit.ptq.qdq import float_compute
-from edgekit.settings import QuantMode
+from edgekit.settings import FidelitySettings, QuantMode
 from edgekit.stages._torch import fp32_graph
 from edgekit.target import QuantScheme
 
@@ -27,12 +28,13 @@ class ExportStage:
     scheme: QuantScheme
     opset: int = 17
     max_drop: float | None = None  # accuracy-aware fallback budget (points)
+    fidelity: FidelitySettings = field(default_factory=FidelitySettings)
     name: str = "export"
     accepts: tuple[str, ...] = ("torch", "onnx")
 
     def settings(self) -> dict[str, Any]:
         return {"quant": self.mode.value, "method": self.method, "opset": self.opset, "preset": self.scheme.preset,
-                "max_drop": self.max_drop}
+                "max_drop": self.max_drop, **self.fidelity.stage_settings()}
 
     def check(self, ctx, artifact: Artifact) -> None:
         if self.mode is QuantMode.DYNAMIC and self.scheme.explicit_quantization:
@@ -41,14 +43,17 @@ class ExportStage:
             from edgekit.models.onnx_normalize import refuse_quantized
 
             refuse_quantized(artifact.path("onnx"))
+        if self.fidelity.metric and self.mode.calibrates:
+            from edgekit.measure.user_metric import load_metric
+
+            load_metric(self.fidelity.metric)
 
     def run(self, ctx, artifact: Artifact, out: Path) -> tuple[Artifact, dict[str, Any]]:
         if self.mode.calibrates:
             if not artifact.has("ranges"):
                 raise InputError("static INT8 export needs calibration ranges; run the calibrate stage first")
             ranges = json.loads(artifact.path("ranges").read_text())
-            fallback = self._quantize_static(ctx, artifact, ranges, out / MODEL)
-            fmt, extra = "onnx-qdq", ({"fallback": fallback} if fallback is not None else {})
+            fmt, extra = "onnx-qdq", self._quantize_static(ctx, artifact, ranges, out / MODEL)
             extra["float_compute"] = float_compute(out / MODEL)
             if self.scheme.explicit_quantization:
                 from edgekit.backends.trt_rules import require_explicit_quantization
@@ -82,34 +87,45 @@ class ExportStage:
         finally:
             shutil.rmtree(out / "_fp32", ignore_errors=True)
 
-    def _quantize_static(self, ctx, artifact: Artifact, ranges: dict, out: Path) -> dict | None:
-        """Plain static INT8, or with --max-accuracy-drop the fewest FP32 fallbacks that meet it."""
+    def _quantize_static(self, ctx, artifact: Artifact, ranges: dict, out: Path) -> dict:
+        """Static INT8 that keeps the fidelity floor on the calibration split (and --max-accuracy-drop on the
+        evaluation split, where given): the fewest, most sensitive nodes fall back to FP32 until both hold."""
+        from edgekit.ptq.fallback import fallback_search
+        from edgekit.ptq.floor import OutputFloor
         from edgekit.ptq.qdq import quantize_qdq
 
-        fp32 = artifact.path("onnx")
+        fp32, names = artifact.path("onnx"), artifact.input_names
 
         def quantize(exclude: list[str], path: Path) -> Path:
             return quantize_qdq(fp32, path, ranges, self.method, self.scheme, exclude=exclude)
 
-        if self.max_drop is None:
-            quantize([], out)
-            return None
-        from edgekit.ptq.fallback import fallback_search
-
-        names = artifact.input_names
-        baseline = fidelity(ort_backend.run_model(fp32, ctx.splits.eval, names), ctx, names)
-
-        def drop_of(path: Path) -> float:
-            return fidelity_drop(baseline, fidelity(ort_backend.run_model(path, ctx.splits.eval, names), ctx, names))
-
-        first, _ = next(ctx.splits.eval.batches(1))
+        floor = OutputFloor(fp32, ctx.splits.calib, names, self.fidelity)
+        excess_of = self._excess(ctx, fp32, names, floor)
+        first, _ = next(ctx.splits.calib.batches(1))
 
         def latency_of(path: Path) -> float:
             from edgekit.measure.latency import median_ms
 
             return median_ms(ort_backend.session(path), {n: first[n] for n in names}, 10, 200)
 
-        return fallback_search(quantize, fp32, out, ctx.splits.eval, names, drop_of, self.max_drop, latency_of)
+        result = fallback_search(quantize, fp32, out, ctx.splits.calib, names, excess_of, latency_of)
+        evaluation = OutputFloor(fp32, ctx.splits.eval, names, self.fidelity).measure(out)
+        result.update({"floor": floor.describe(), "within_floor_on_eval": floor.excess(evaluation) == 0})
+        return {"fallback": result, "outputs": evaluation}
+
+    def _excess(self, ctx, fp32: Path, names: list[str], floor):
+        """How far a candidate graph misses what it must keep: the floor, and the accuracy budget if given."""
+        if self.max_drop is None:
+            return lambda path: floor.excess(floor.try_measure(path))
+        baseline = fidelity(ort_backend.run_model(fp32, ctx.splits.eval, names), ctx, names)
+
+        def excess(path: Path) -> float:
+            below_floor = floor.excess(floor.try_measure(path))
+            if math.isinf(below_floor):  # a graph that does not run has no accuracy to measure
+                return below_floor
+            measured = fidelity(ort_backend.run_model(path, ctx.splits.eval, names), ctx, names)
+            return max(below_floor, fidelity_drop(baseline, measured) - self.max_drop)
+        return excess
 
 
 def _loaded_op_counts(path: Path, mode: QuantMode):

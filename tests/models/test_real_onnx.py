@@ -75,7 +75,12 @@ def test_the_plain_command_quantizes_a_published_model(name, make_data, tmp_path
     assert result.returncode == 0, result.stderr
     assert "--quant static: the default for an ONNX model" in " ".join(result.stderr.split())
     report = json.loads((tmp_path / "o" / "x86-64" / "report.json").read_text())
-    assert report["final"]["size_bytes"] < report["fp32"]["size_bytes"] / 3
+    export = next(s for s in report["stages"] if s["name"] == "export")["metrics"]
+    if name.startswith("rivagan"):
+        assert report["final"]["size_bytes"] < report["fp32"]["size_bytes"] / 3
+    else:  # every range method breaks magika's classes (decision F1 0.03); the floor puts nodes back to FP32
+        assert export["fallback"]["steps"][0]["excess"] > 50 and export["fallback"]["fallback"]
+        assert report["final"]["agreement"] >= 0.95
     source = next(s for s in report["stages"] if s["name"] == "source")["metrics"]
     assert source["opset"] == 13 if name.startswith("rivagan") else source["opset"] == 15
     assert "export" in report["final"]["stages"] and "calibrate" in report["final"]["stages"]
@@ -104,7 +109,7 @@ def test_samples_of_different_sizes_are_quantized_and_measured(tmp_path):
                      "--target", "x86-64", "--out", tmp_path / "o", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["final"]["eval_samples"] == report["fp32"]["eval_samples"] == 6
+    assert report["final"]["eval_samples"] == report["fp32"]["eval_samples"] == 12  # 0.4 of 30: the post-training split
     assert report["fp32"]["cosine"] == pytest.approx(1.0) and report["final"]["cosine"] is not None
 
 
@@ -118,7 +123,7 @@ def test_an_input_without_a_batch_axis_is_fed_whole(tmp_path):
                      "--target", "x86-64", "--out", tmp_path / "o", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["final"]["eval_samples"] == 6 and report["final"]["size_bytes"] < report["fp32"]["size_bytes"]
+    assert report["final"]["eval_samples"] == 12 and report["final"]["size_bytes"] < report["fp32"]["size_bytes"]
     export = next(s for s in report["stages"] if s["name"] == "export")["metrics"]
     assert export["float_compute"]["GRU"]["count"] == 2 and "recurrent" in export["float_compute"]["GRU"]["reason"]
     assert "Conv" not in export["float_compute"]  # its four convolutions are INT8

@@ -90,6 +90,9 @@ def test_auto_calibration_keeps_the_most_faithful_method(tmp_path, tiny_fp32_onn
                                    SCHEMES["ort-u8s8"], tmp_path, report)
     scores = report["method_scores"]
     assert set(scores) == set(METHODS) and report["chosen_method"] == method
-    key = lambda m: (scores[m]["agreement"], scores[m]["cosine"])  # noqa: E731
+    from edgekit.measure.compare import shortfall
+
+    key = lambda m: (-shortfall(scores[m], 12.0, 0.9), scores[m]["worst_sqnr_db"])  # noqa: E731
     assert all(key(method) >= key(m) for m in METHODS)
+    assert len({scores[m]["worst_sqnr_db"] for m in METHODS}) > 1  # the methods measured apart
     assert ranges and report["samples"] == 300

@@ -18,8 +18,8 @@ def test_fallback_meets_a_budget_plain_int8_misses(tmp_path, tiny_fp32_onnx):
     report = compress(**common, out=tmp_path / "fb", max_accuracy_drop=budget)
     export = next(s for s in report["stages"] if s["name"] == "export")["metrics"]["fallback"]
     graph_nodes = {n.name for n in onnx.load(str(tiny_fp32_onnx)).graph.node}
-    assert export["within_budget"] and export["drop"] <= budget
+    assert export["within_budget"] and export["excess"] == 0
     assert export["fallback"] and set(export["fallback"]) <= graph_nodes
-    assert export["steps"][0]["drop"] > budget  # all-INT8 misses the budget; the fallback meets it
+    assert export["steps"][0]["excess"] > 0  # all-INT8 misses the budget; the fallback meets it
     assert export["latency_ms_all_int8"] > 0 and export["latency_ms_with_fallback"] > 0
     assert 100 * (1 - report["final"]["agreement"]) <= budget + 1e-9

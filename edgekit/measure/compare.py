@@ -1,0 +1,96 @@
+"""Output-by-output fidelity of a quantized graph against its FP32 graph, in units that see a broken task.
+
+One cosine over a whole output hides what INT8 breaks: a detector head that concatenates box offsets with
+objectness scores kept a cosine of 0.92 while its objectness column lost every detection. So each output is
+compared on its own, and inside an output each group that lives on its own scale (the columns of a
+concatenated head, the channels of a regression map, the values of a small regression output) gets a
+scale-free error, the signal-to-quantization-noise ratio in dB. Groups of probabilities also get a decision
+measure: the F1 of the values above 0.5 against the FP32 graph's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Outputs = np.ndarray | list[np.ndarray]  # samples on axis 0, or per-sample arrays of varying shapes
+
+MAX_GROUPS = 64  # more columns than this are one kind of value (class scores, pitch bins), not a concatenation
+NOISELESS_DB = 120.0  # the SQNR reported where INT8 left a group exactly as it was
+
+
+def group_axis(sample_shape: tuple[int, ...]) -> int | None:
+    """The axis of one sample's output whose entries live on different scales, or None.
+
+    The last axis of a [rows, columns] head with few columns (box coordinates beside scores), the channel
+    axis of a [channels, height, width] map with few channels, the values of a short regression vector."""
+    if len(sample_shape) >= 2 and 2 <= sample_shape[-1] <= MAX_GROUPS // 4:
+        return len(sample_shape) - 1
+    if len(sample_shape) == 3 and 2 <= sample_shape[0] <= MAX_GROUPS:
+        return 0
+    if len(sample_shape) == 1 and 2 <= sample_shape[0] <= MAX_GROUPS // 4:
+        return 0
+    return None
+
+
+def _groups(outputs: Outputs, axis: int | None) -> list[np.ndarray]:
+    """Each group's values over all samples, flattened."""
+    samples = [np.asarray(o, np.float64) for o in (outputs if isinstance(outputs, list) else list(outputs))]
+    if axis is None:
+        return [np.concatenate([s.ravel() for s in samples])]
+    count = samples[0].shape[axis]
+    return [np.concatenate([np.take(s, g, axis=axis).ravel() for s in samples]) for g in range(count)]
+
+
+def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """10 log10(signal energy / error energy): 20 dB is a 10% RMS error, 40 dB 1%."""
+    noise = float(np.sum((reference - candidate) ** 2))
+    signal = float(np.sum(reference ** 2))
+    if noise == 0:
+        return NOISELESS_DB
+    if signal == 0:
+        return 0.0
+    return min(NOISELESS_DB, 10 * math.log10(signal / noise))
+
+
+def decision_f1(reference: np.ndarray, candidate: np.ndarray, threshold: float = 0.5) -> float:
+    """F1 of the candidate's values above `threshold` against the reference's; 1.0 where neither has any."""
+    ref, cand = reference > threshold, candidate > threshold
+    hits, total = int(np.sum(ref & cand)), int(np.sum(ref) + np.sum(cand))
+    return 1.0 if total == 0 else 2 * hits / total
+
+
+def _is_probability(values: np.ndarray) -> bool:
+    return values.size > 0 and float(values.min()) >= 0.0 and float(values.max()) <= 1.0 and values.std() > 0
+
+
+def compare_output(reference: Outputs, candidate: Outputs) -> dict:
+    """SQNR of the whole output and of its worst group, and the worst decision F1 where it holds probabilities."""
+    first = reference[0] if isinstance(reference, list) else reference[0]
+    axis = group_axis(np.shape(first))
+    ref_groups, cand_groups = _groups(reference, axis), _groups(candidate, axis)
+    whole_ref, whole_cand = np.concatenate(ref_groups), np.concatenate(cand_groups)
+    group_sqnr = [sqnr_db(r, c) for r, c in zip(ref_groups, cand_groups)]
+    decisions = [decision_f1(r, c) for r, c in zip(ref_groups, cand_groups) if _is_probability(r)]
+    worst = int(np.argmin(group_sqnr))
+    record = {"sqnr_db": round(sqnr_db(whole_ref, whole_cand), 2), "worst_group_sqnr_db": round(group_sqnr[worst], 2),
+              "groups": len(group_sqnr), "group_axis": None if axis is None else axis + 1, "worst_group": worst,
+              "decision_f1": round(min(decisions), 4) if decisions else None}
+    return record
+
+
+def compare_outputs(reference: dict[str, Outputs], candidate: dict[str, Outputs]) -> dict:
+    """Every output compared on its own; the summary is the worst of them (what a floor is checked against)."""
+    per = {name: compare_output(reference[name], candidate[name]) for name in reference if name in candidate}
+    decisions = [r["decision_f1"] for r in per.values() if r["decision_f1"] is not None]
+    return {"worst_sqnr_db": min((r["worst_group_sqnr_db"] for r in per.values()), default=NOISELESS_DB),
+            "decision_f1": min(decisions) if decisions else None, "outputs": per}
+
+
+def shortfall(record: dict, min_sqnr_db: float, min_decision_f1: float) -> float:
+    """How far a comparison falls below the floors, in dB (one point of F1 counts as one dB); 0 where it holds."""
+    gap = max(0.0, min_sqnr_db - record["worst_sqnr_db"])
+    if record.get("decision_f1") is not None:
+        gap = max(gap, 100 * (min_decision_f1 - record["decision_f1"]))
+    return gap
