@@ -90,16 +90,21 @@ class ExportStage:
     def _quantize_static(self, ctx, artifact: Artifact, ranges: dict, out: Path) -> dict:
         """Static INT8 that keeps the fidelity floor on the calibration split (and --max-accuracy-drop on the
         evaluation split, where given): the fewest, most sensitive nodes fall back to FP32 until both hold."""
+        from edgekit.ptq.bias_correction import correct_biases
         from edgekit.ptq.fallback import fallback_search
         from edgekit.ptq.floor import OutputFloor
         from edgekit.ptq.qdq import quantize_qdq
 
         fp32, names = artifact.path("onnx"), artifact.input_names
+        floor = OutputFloor(fp32, ctx.splits.calib, names, self.fidelity)
+        means, correction = self._bias_correction(ctx, fp32, names, ranges, floor, out)
 
         def quantize(exclude: list[str], path: Path) -> Path:
-            return quantize_qdq(fp32, path, ranges, self.method, self.scheme, exclude=exclude)
+            quantize_qdq(fp32, path, ranges, self.method, self.scheme, exclude=exclude)
+            if means is not None:
+                correct_biases(path, fp32, means)
+            return path
 
-        floor = OutputFloor(fp32, ctx.splits.calib, names, self.fidelity)
         excess_of = self._excess(ctx, fp32, names, floor)
         first, _ = next(ctx.splits.calib.batches(1))
 
@@ -111,7 +116,25 @@ class ExportStage:
         result = fallback_search(quantize, fp32, out, ctx.splits.calib, names, excess_of, latency_of)
         evaluation = OutputFloor(fp32, ctx.splits.eval, names, self.fidelity).measure(out)
         result.update({"floor": floor.describe(), "within_floor_on_eval": floor.excess(evaluation) == 0})
-        return {"fallback": result, "outputs": evaluation}
+        return {"fallback": result, "outputs": evaluation, "bias_correction": correction}
+
+    def _bias_correction(self, ctx, fp32: Path, names: list[str], ranges: dict, floor, out: Path):
+        """(input means, report): bias correction is kept only where it brings the all-INT8 graph closer to the
+        floor on the calibration split; means is None where it is not kept."""
+        from edgekit.ptq.bias_correction import correct_biases, input_means
+        from edgekit.ptq.qdq import quantize_qdq
+
+        quantize_qdq(fp32, out, ranges, self.method, self.scheme)
+        plain = floor.try_measure(out)
+        means = input_means(fp32, ctx.splits.calib, names)
+        layers = correct_biases(out, fp32, means)
+        corrected = floor.try_measure(out) if layers else plain
+        kept = layers > 0 and floor.rank(corrected) < floor.rank(plain)
+        report = {"layers": layers, "kept": kept, "worst_sqnr_db_without": plain.get("worst_sqnr_db"),
+                  "worst_sqnr_db_with": corrected.get("worst_sqnr_db")}
+        if floor.metric is not None:
+            report.update({"metric_without": plain.get("metric"), "metric_with": corrected.get("metric")})
+        return (means if kept else None), report
 
     def _excess(self, ctx, fp32: Path, names: list[str], floor):
         """How far a candidate graph misses what it must keep: the floor, and the accuracy budget if given."""

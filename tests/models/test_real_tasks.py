@@ -32,6 +32,7 @@ def _compress(tmp_path, model, data, out, *extra):
     return tmp_path / out / "x86-64-quick"
 
 
+@pytest.mark.slow  # two full runs on a 20 MB detector: 40 s (benchmarks/run_slow_tests.sh)
 def test_the_default_run_keeps_the_detections_that_plain_int8_loses(tmp_path):
     """Entropy ranges (the usual TensorRT calibrator) clip the detector's objectness; the floor sees it and
     the default run's measured range choice keeps F1 >= 0.95 against the FP32 boxes on unseen pages."""
