@@ -5,8 +5,8 @@
 Every ONNX model in ../shared/models (or $EDGEKIT_SHARED_MODELS), on real inputs made offline
 (tests/fixtures/real_data.py), judged by its task: detections kept (F1 against the FP32 boxes), text read
 the same, orientation / file type / pitch decisions kept, echo score error, watermark bits recovered.
-Per model, in one run: FP32; `edgekit compress --model M --data calib.npz --target x86-64 --out O` with no
-other option; ORT quantize_static with MinMax, Percentile and Entropy (U8S8 per-channel QDQ, after ORT's own
+Per model, in one run: FP32; `edgekit compress --model M --data calib.npz --eval-data eval.npz --target
+x86-64 --out O` (the held-out samples named, so that all calibration samples calibrate, as for the peers); ORT quantize_static with MinMax, Percentile and Entropy (U8S8 per-channel QDQ, after ORT's own
 pre-processing); ORT quantize_dynamic where the graph has MatMul/Gemm/recurrent weights; NNCF PTQ. The peers
 get the graph edgekit normalizes (opset 13, weights as initializers), since the published opset-10/11/12
 files make ORT's per-channel quantizer write graphs that do not load. Latency is paired at batch 1: FP32
@@ -162,10 +162,13 @@ def _feeds(path: Path, arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarr
             for i in range(count)]
 
 
-def edgekit_plain(model: Path, calib: dict, work: Path) -> Path:
-    np.savez(work / "calib.npz", **{k: v for k, v in calib.items() if not k.startswith("_")})
+def edgekit_plain(model: Path, calib: dict, evals: dict, work: Path) -> Path:
+    """The plain command, told where the held-out samples are (--eval-data) so that it calibrates on all of
+    the calibration samples the peers get; the evaluation samples only feed its report."""
+    for name, arrays in (("calib", calib), ("eval", evals)):
+        np.savez(work / f"{name}.npz", **{k: v for k, v in arrays.items() if not k.startswith("_")})
     cmd = [sys.executable, "-m", "edgekit", "compress", "--model", str(model), "--data", str(work / "calib.npz"),
-           "--target", "x86-64", "--out", str(work / "edgekit")]
+           "--eval-data", str(work / "eval.npz"), "--target", "x86-64", "--out", str(work / "edgekit")]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip().splitlines()[-1])
@@ -246,7 +249,7 @@ def run_model_case(case: Model, work: Path, rounds: int) -> dict:
     eval_feeds, calib_feeds = _feeds(source, evals), _feeds(source, calib)
     reference = outputs_of(source, eval_feeds)
     candidates: dict[str, Callable[[], Path]] = {"FP32": lambda: source,
-                                                 "edgekit (plain command)": lambda: edgekit_plain(source, calib, work)}
+                                                 "edgekit (plain command)": lambda: edgekit_plain(source, calib, evals, work)}
     candidates.update(peers(normalized, calib_feeds, work))
     rows = {}
     for label, build in candidates.items():

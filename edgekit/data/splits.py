@@ -35,14 +35,15 @@ def make_splits(data: SampleSet, fractions: tuple[float, float, float], seed: in
                 eval_data: SampleSet | None = None, max_calib: int = 512, announce_cap: bool = True) -> Splits:
     """Shuffle once with `seed` and cut consecutive slices, so splits never overlap.
 
-    With separate eval data, the eval fraction of `data` goes to training. `announce_cap` says so when
+    With separate eval data, the eval fraction of `data` goes to training (to calibration where the train
+    fraction is 0: nothing trains). `announce_cap` says so when
     calibration takes fewer samples than its fraction asks for (not for a split the user did not choose).
     """
     n = len(data)
     order = np.random.default_rng(seed).permutation(n)
     f_train, f_calib, f_eval = fractions
-    if eval_data is not None:
-        f_train, f_eval = f_train + f_eval, 0.0
+    if eval_data is not None:  # the eval share goes to training, or to calibration where nothing trains
+        f_train, f_calib, f_eval = (f_train + f_eval, f_calib, 0.0) if f_train > 0 else (0.0, f_calib + f_eval, 0.0)
     asked = max(1, int(round(n * f_calib)))
     n_calib = min(asked, max_calib)
     n_eval = int(round(n * f_eval))
