@@ -170,7 +170,7 @@ def build_stages(cfg: CompressConfig, target: Target, is_onnx: bool) -> list:
     if cfg.quant.trains:
         stages.append(QadStage(cfg.qad, method, target.scheme, recover=prunes, opset=target.opset))
     stages.append(ExportStage(cfg.quant, method, target.scheme, opset=target.opset, max_drop=cfg.max_accuracy_drop,
-                              fidelity=cfg.fidelity))
+                              fidelity=cfg.fidelity, bias_correction=cfg.calibration.bias_correction))
     if target.runtime == "tensorrt":
         from edgekit.stages.compile_trt import TensorRTCompileStage
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgekit.artifact import Artifact
 from edgekit.backends import ort as ort_backend
 from edgekit.errors import InputError
@@ -29,12 +31,14 @@ class ExportStage:
     opset: int = 17
     max_drop: float | None = None  # accuracy-aware fallback budget (points)
     fidelity: FidelitySettings = field(default_factory=FidelitySettings)
+    bias_correction: str = "auto"  # CalibSettings.bias_correction
     name: str = "export"
     accepts: tuple[str, ...] = ("torch", "onnx")
 
     def settings(self) -> dict[str, Any]:
         return {"quant": self.mode.value, "method": self.method, "opset": self.opset, "preset": self.scheme.preset,
-                "max_drop": self.max_drop, **self.fidelity.stage_settings()}
+                "max_drop": self.max_drop, "bias_correction": self.bias_correction,
+                **self.fidelity.stage_settings()}
 
     def check(self, ctx, artifact: Artifact) -> None:
         if self.mode is QuantMode.DYNAMIC and self.scheme.explicit_quantization:
@@ -119,20 +123,32 @@ class ExportStage:
         return {"fallback": result, "outputs": evaluation, "bias_correction": correction}
 
     def _bias_correction(self, ctx, fp32: Path, names: list[str], ranges: dict, floor, out: Path):
-        """(input means, report): bias correction is kept only where it brings the all-INT8 graph closer to the
-        floor on the calibration split; means is None where it is not kept."""
+        """(input means, report): with auto, bias correction is kept only where, its means taken on one half of
+        the calibration split, it brings the all-INT8 graph closer to the floor on the other half (judged on
+        the samples it learned from, it looked better on an echo-quality model and was worse on new speech).
+        The means kept are taken on the whole split. Means is None where it is not kept."""
         from edgekit.ptq.bias_correction import correct_biases, input_means
+        from edgekit.ptq.floor import OutputFloor
         from edgekit.ptq.qdq import quantize_qdq
 
+        if self.bias_correction == "off":
+            return None, {"layers": 0, "kept": False}
+        calib = ctx.splits.calib
+        means = input_means(fp32, calib, names)
+        if self.bias_correction == "on" or len(calib) < 4:
+            quantize_qdq(fp32, out, ranges, self.method, self.scheme)
+            layers = correct_biases(out, fp32, means)
+            return (means if layers else None), {"layers": layers, "kept": layers > 0 and self.bias_correction == "on"}
+        learn, judge = calib.subset(np.arange(0, len(calib), 2)), calib.subset(np.arange(1, len(calib), 2))
+        judged = OutputFloor(fp32, judge, names, floor.settings)
         quantize_qdq(fp32, out, ranges, self.method, self.scheme)
-        plain = floor.try_measure(out)
-        means = input_means(fp32, ctx.splits.calib, names)
-        layers = correct_biases(out, fp32, means)
-        corrected = floor.try_measure(out) if layers else plain
-        kept = layers > 0 and floor.rank(corrected) < floor.rank(plain)
-        report = {"layers": layers, "kept": kept, "worst_sqnr_db_without": plain.get("worst_sqnr_db"),
-                  "worst_sqnr_db_with": corrected.get("worst_sqnr_db")}
-        if floor.metric is not None:
+        plain = judged.try_measure(out)
+        layers = correct_biases(out, fp32, input_means(fp32, learn, names))
+        corrected = judged.try_measure(out) if layers else plain
+        kept = layers > 0 and judged.rank(corrected) < judged.rank(plain)
+        report = {"layers": layers, "kept": kept, "judged_on": len(judge),
+                  "worst_sqnr_db_without": plain.get("worst_sqnr_db"), "worst_sqnr_db_with": corrected.get("worst_sqnr_db")}
+        if judged.metric is not None:
             report.update({"metric_without": plain.get("metric"), "metric_with": corrected.get("metric")})
         return (means if kept else None), report
 

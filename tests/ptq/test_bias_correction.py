@@ -12,7 +12,7 @@ def _conv(path, bias: float = 0.5):
     weight[:, 0] = 1.0  # sets each channel's scale to 1/127: 0.3 rounds to 38 steps, 0.00079 low, 63 times
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4, 4, 4])],
                               [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(np.full(4, bias, np.float32), "b")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return weight
@@ -43,3 +43,18 @@ def test_the_rounding_shift_is_measured_and_removed(tmp_path, preset):
     assert correct_biases(qdq, tmp_path / "fp32.onnx", means) == 1
     after = float((run(qdq) - run(tmp_path / "fp32.onnx")).mean())
     assert abs(after) < abs(before) / 10
+
+
+def test_the_export_keeps_it_where_it_measures_better_on_held_out_samples(tmp_path):
+    from edgekit.api import compress
+
+    _conv(tmp_path / "fp32.onnx")
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (60, 64, 4, 4)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    common = dict(model=str(tmp_path / "fp32.onnx"), data=str(tmp_path / "x.npz"), target="x86-64")
+    stages = lambda r: {s["name"]: s["metrics"] for s in r["stages"]}  # noqa: E731
+    auto = stages(compress(**common, out=tmp_path / "auto"))["export"]
+    assert auto["bias_correction"]["kept"] and auto["bias_correction"]["layers"] == 1
+    assert auto["bias_correction"]["worst_sqnr_db_with"] > auto["bias_correction"]["worst_sqnr_db_without"]
+    off = stages(compress(**common, out=tmp_path / "off", bias_correction="off"))["export"]
+    assert not off["bias_correction"]["kept"] and off["outputs"]["worst_sqnr_db"] < auto["outputs"]["worst_sqnr_db"]
