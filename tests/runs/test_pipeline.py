@@ -181,3 +181,23 @@ def test_an_onnx_model_with_a_fixed_batch_of_one_is_quantized(tmp_path, digits_n
     report = compress(model=str(path), data=str(digits_npz), target="x86-64", out=tmp_path / "o", quant="static")
     assert report["final"]["eval_samples"] == report["fp32"]["eval_samples"] > 300
     assert report["final"]["agreement"] > 0.9
+
+
+def test_a_model_that_is_not_faster_on_its_own_host_says_so():
+    import platform
+    from types import SimpleNamespace
+
+    from edgekit.progress import console
+    from edgekit.runs.compress import note_no_speedup
+
+    host = SimpleNamespace(arch=platform.machine())
+    other = SimpleNamespace(arch="aarch64" if platform.machine() != "aarch64" else "x86_64")
+    final = lambda fp32, last: SimpleNamespace(history=[SimpleNamespace(  # noqa: E731
+        name="bench", metrics={"fp32_p50_ms": fp32, "final_p50_ms": last})])
+    said = []
+    for target, artifact in ((host, final(2.0, 2.5)), (host, final(2.0, 1.0)), (other, final(2.0, 2.5))):
+        with console.capture() as captured:
+            note_no_speedup(target, artifact)
+        said.append(captured.get())
+    assert "0.80x the FP32 model's speed" in said[0] and "--quant none" in said[0]
+    assert said[1] == "" and said[2] == ""  # faster; or timed on a host that is not the target
