@@ -134,8 +134,8 @@ class ExportStage:
         if self.bias_correction == "off":
             return None, {"layers": 0, "kept": False}
         calib = ctx.splits.calib
-        means = input_means(fp32, calib, names)
         if self.bias_correction == "on" or len(calib) < 4:
+            means = input_means(fp32, calib, names)
             quantize_qdq(fp32, out, ranges, self.method, self.scheme)
             layers = correct_biases(out, fp32, means)
             return (means if layers else None), {"layers": layers, "kept": layers > 0 and self.bias_correction == "on"}
@@ -150,7 +150,7 @@ class ExportStage:
                   "worst_sqnr_db_without": plain.get("worst_sqnr_db"), "worst_sqnr_db_with": corrected.get("worst_sqnr_db")}
         if judged.metric is not None:
             report.update({"metric_without": plain.get("metric"), "metric_with": corrected.get("metric")})
-        return (means if kept else None), report
+        return (input_means(fp32, calib, names) if kept else None), report
 
     def _excess(self, ctx, fp32: Path, names: list[str], floor):
         """How far a candidate graph misses what it must keep: the floor, and the accuracy budget if given."""

