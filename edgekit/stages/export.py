@@ -118,6 +118,7 @@ class ExportStage:
             return median_ms(ort_backend.session(path), {n: first[n] for n in names}, 10, 200)
 
         result = fallback_search(quantize, fp32, out, ctx.splits.calib, names, excess_of, latency_of)
+        _say_what_fell_back(result, fp32)
         evaluation = OutputFloor(fp32, ctx.splits.eval, names, self.fidelity).measure(out)
         result.update({"floor": floor.describe(), "within_floor_on_eval": floor.excess(evaluation) == 0})
         return {"fallback": result, "outputs": evaluation, "bias_correction": correction}
@@ -165,6 +166,22 @@ class ExportStage:
             measured = fidelity(ort_backend.run_model(path, ctx.splits.eval, names), ctx, names)
             return max(below_floor, fidelity_drop(baseline, measured) - self.max_drop)
         return excess
+
+
+def _say_what_fell_back(result: dict, fp32: Path) -> None:
+    """One line where the floor put nodes back in FP32: how many, and what it cost in speed."""
+    import onnx
+
+    from edgekit.progress import console
+
+    if not result["fallback"]:
+        return
+    total = len(onnx.load(str(fp32), load_external_data=False).graph.node)
+    before, after = result.get("latency_ms_all_int8"), result.get("latency_ms_with_fallback")
+    cost = f"; batch-1 latency {before:.3g} -> {after:.3g} ms" if before and after else ""
+    held = "holds" if result["within_budget"] else "still misses"
+    console.log(f"static INT8 {held} the fidelity floor with {len(result['fallback'])} of {total} nodes in FP32"
+                f"{cost}; the export record names them (work/*-export/artifact.json)")
 
 
 def _loaded_op_counts(path: Path, mode: QuantMode):
