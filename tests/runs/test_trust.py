@@ -232,6 +232,7 @@ def test_leftovers_and_the_lock_of_a_killed_run_are_cleared_by_the_next(made, di
 
 # --- same inputs, same bytes, from any folder and shell --------------------------------------------------
 
+@pytest.mark.slow  # 13 s; same-bytes runs in one folder stay in the default run (tests/runs/test_pipeline.py)
 def test_same_inputs_give_the_same_bytes_from_another_folder_and_environment(tmp_path, digits_npz, tiny_weights):
     settings = ("--quant", "static", "--prune", "0.5")
     here = tmp_path / "a"
