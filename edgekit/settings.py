@@ -122,8 +122,8 @@ class CalibSettings(Section):
     calibrator: Literal["edgekit", "nncf"] = option(
         "edgekit", "Whose statistics: edgekit's, or NNCF's with bias correction (edgekit's Q/DQ placement).")
     bias_correction: Literal["auto", "on", "off"] = option(
-        "auto", "Move each INT8 layer's bias by its weights' rounding shift; auto: where it measures closer to "
-        "the FP32 graph on the calibration split.")
+        "auto", "Move each INT8 layer's bias by its weights' rounding shift; auto: where, learned on half the "
+        "calibration split, it measures closer to the FP32 graph on the other half.")
 
 
 class FidelitySettings(Section):
