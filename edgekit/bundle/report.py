@@ -64,7 +64,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     r = report["ratios"]
     lines += ["", f"Final vs FP32: size ×{r['size']:.3f}, speed-up ×{r['speedup_p50']:.2f} (p50), "
                   f"accuracy drop {_fmt(r['accuracy_drop'])} points.", ""]
-    lines += _on_board_section(boards) + ["## Stages", ""]
+    lines += _on_board_section(boards) + _int8_section(report) + ["## Stages", ""]
     for stage in report["stages"]:
         lines += [f"### {stage['folder']} ({stage['seconds']:.1f} s)", "", "| metric | value |", "|---|---|"]
         for key, value in stage["metrics"].items():
@@ -72,6 +72,39 @@ def render_markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {key} | {_fmt(value, '.4g') if isinstance(value, float) else value} |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _int8_section(report: dict[str, Any]) -> list[str]:
+    """What static INT8 kept of each output, the floor it was held to, and what stayed float and why."""
+    export = next((s["metrics"] for s in report["stages"] if s["name"] == "export"), {})
+    compared = export.get("outputs")
+    if not compared:
+        return []
+    lines = ["## INT8 against its FP32 graph (evaluation split)", "",
+             "| output | SQNR dB | worst group SQNR dB | groups (axis) | worst group | decision F1 |",
+             "|---|---:|---:|---|---:|---:|"]
+    for name, r in compared["outputs"].items():
+        axis = f"{r['groups']} (axis {r['group_axis']})" if r["group_axis"] is not None else "1 (whole output)"
+        lines.append(f"| {name} | {r['sqnr_db']:.2f} | {r['worst_group_sqnr_db']:.2f} | {axis} | {r['worst_group']} | "
+                     f"{_fmt(r['decision_f1'], '.4f')} |")
+    fallback = export.get("fallback", {})
+    floor = ", ".join(f"{k} {v}" for k, v in fallback.get("floor", {}).items())
+    held = "held" if fallback.get("within_floor_on_eval") else "missed"
+    lines += ["", f"Floor ({floor}): {held} on the evaluation split."]
+    nodes = fallback.get("fallback") or []
+    if nodes:
+        cost = (f" (batch-1 latency {fallback['latency_ms_all_int8']:.3g} ms all-INT8, "
+                f"{fallback['latency_ms_with_fallback']:.3g} ms with them)") if fallback.get("latency_ms_all_int8") else ""
+        shown = ", ".join(f"`{n}`" for n in nodes[:12]) + (f" and {len(nodes) - 12} more" if len(nodes) > 12 else "")
+        lines.append(f"Kept in FP32 to hold it, most sensitive first: {len(nodes)} nodes{cost}: {shown}.")
+    bias = export.get("bias_correction") or {}
+    if bias.get("layers"):
+        lines.append(f"Bias correction: {bias['layers']} layers, {'kept' if bias['kept'] else 'not kept'} "
+                     f"(worst group {_fmt(bias.get('worst_sqnr_db_without'))} -> {_fmt(bias.get('worst_sqnr_db_with'))} dB "
+                     "on held-out calibration samples).")
+    for op, entry in (export.get("float_compute") or {}).items():
+        lines.append(f"Float {op} ×{entry['count']}: {entry['reason']}.")
+    return lines + [""]
 
 
 def _on_board_section(boards: dict[str, Any]) -> list[str]:

@@ -114,3 +114,16 @@ def test_a_metric_that_cannot_be_used_is_one_line(tmp_path, tiny_fp32_onnx, spec
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and expected in lines[-1] and "Traceback" not in result.stderr
     assert not (tmp_path / "o" / "x86-64").exists()
+
+
+def test_the_report_says_what_int8_kept_and_what_fell_back(tmp_path, tiny_fp32_onnx):
+    from edgekit.api import compress
+
+    data = _noise(tmp_path)
+    plain = compress(model=str(tiny_fp32_onnx), data=str(data), target="x86-64", calib="minmax", out=tmp_path / "p")
+    achieved = next(s for s in plain["stages"] if s["name"] == "export")["metrics"]["outputs"]["worst_sqnr_db"]
+    compress(model=str(tiny_fp32_onnx), data=str(data), target="x86-64", calib="minmax", out=tmp_path / "o",
+             min_sqnr=achieved + 6)
+    text = (tmp_path / "o" / "x86-64" / "report.md").read_text()
+    assert "## INT8 against its FP32 graph" in text and "| logits |" in text and "10 (axis 1)" in text
+    assert f"min_sqnr_db {achieved + 6}" in text and "Kept in FP32 to hold it" in text
