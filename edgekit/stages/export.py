@@ -132,7 +132,8 @@ class ExportStage:
         from edgekit.ptq.floor import OutputFloor
         from edgekit.ptq.qdq import quantize_qdq
 
-        if self.bias_correction == "off":
+        if self.bias_correction == "off" or self.mode is QuantMode.QAD:
+            # QAD trained its biases under the same weight rounding: the graph must score what training did
             return None, {"layers": 0, "kept": False}
         calib = ctx.splits.calib
         if self.bias_correction == "on" or len(calib) < 4:
