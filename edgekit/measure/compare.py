@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-Outputs = np.ndarray | list[np.ndarray]  # samples on axis 0, or per-sample arrays of varying shapes
+from edgekit.measure.metrics import Outputs
 
 MAX_GROUPS = 64  # more columns than this are one kind of value (class scores, pitch bins), not a concatenation
 NOISELESS_DB = 120.0  # the SQNR reported where INT8 left a group exactly as it was
@@ -67,8 +67,7 @@ def _is_probability(values: np.ndarray) -> bool:
 
 def compare_output(reference: Outputs, candidate: Outputs) -> dict:
     """SQNR of the whole output and of its worst group, and the worst decision F1 where it holds probabilities."""
-    first = reference[0] if isinstance(reference, list) else reference[0]
-    axis = group_axis(np.shape(first))
+    axis = group_axis(np.shape(reference[0]))  # one sample's shape, from an array or a per-sample list
     ref_groups, cand_groups = _groups(reference, axis), _groups(candidate, axis)
     whole_ref, whole_cand = np.concatenate(ref_groups), np.concatenate(cand_groups)
     group_sqnr = [sqnr_db(r, c) for r, c in zip(ref_groups, cand_groups)]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.files import scratch_dir
+from edgekit.ptq.exposed import exposed_values
 
 DQ_SUFFIX = "_DequantizeLinear_Output"
 
@@ -21,37 +21,19 @@ DQ_SUFFIX = "_DequantizeLinear_Output"
 def input_means(fp32: Path, samples, names: list[str], limit: int = 64) -> dict[str, np.ndarray]:
     """Per-channel mean of every Conv and Gemm input of the FP32 graph (axis 1: NCHW channels, Gemm features)."""
     import onnx
-    from onnx import TensorProto, helper
 
-    from edgekit.backends import ort as ort_backend
-
-    model = onnx.load(str(fp32))
-    weights = {i.name for i in model.graph.initializer}
-    wanted = sorted({n.input[0] for n in model.graph.node if n.op_type in ("Conv", "Gemm") and n.input[0] not in weights})
-    graph_inputs = {i.name for i in model.graph.input}
-    existing = {o.name for o in model.graph.output}
-    model.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None)
-                              for t in wanted if t not in existing and t not in graph_inputs)
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    wanted = sorted({n.input[0] for n in graph.node if n.op_type in ("Conv", "Gemm") and n.input[0] not in weights})
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
-    with scratch_dir("bias") as tmp:
-        augmented = Path(tmp) / "augmented.onnx"
-        onnx.save(model, str(augmented))
-        sess = ort_backend.session(augmented)
-        outputs = [o.name for o in sess.get_outputs()]
-        for count, (inputs, _) in enumerate(samples.batches(1)):
-            if count >= limit:
-                break
-            feed = {n: inputs[n] for n in names}
-            values = dict(zip(outputs, sess.run(None, feed)))
-            values.update({n: feed[n] for n in wanted if n in feed})
-            for name in wanted:
-                value = np.asarray(values[name], np.float64)
-                if value.ndim < 2:
-                    continue
-                channel_sum = np.moveaxis(value, 1, 0).reshape(value.shape[1], -1).sum(1)
-                sums[name] = sums.get(name, 0) + channel_sum
-                counts[name] = counts.get(name, 0) + value.size // value.shape[1]
+    for sample in exposed_values(fp32, wanted, samples, names, limit):
+        for name, value in sample.items():
+            value = np.asarray(value, np.float64)
+            if value.ndim < 2:
+                continue
+            sums[name] = sums.get(name, 0) + np.moveaxis(value, 1, 0).reshape(value.shape[1], -1).sum(1)
+            counts[name] = counts.get(name, 0) + value.size // value.shape[1]
     return {name: sums[name] / counts[name] for name in sums}
 
 

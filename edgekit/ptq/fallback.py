@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from edgekit.files import scratch_dir
+from edgekit.ptq.exposed import exposed_values
 from edgekit.progress import bar
 
 
@@ -59,27 +59,10 @@ def _float_tensors(model) -> set[str]:
 
 
 def _tensor_values(path: Path, tensors: list[str], samples, names: list[str], limit: int) -> dict[str, np.ndarray]:
-    import onnx
-    from onnx import TensorProto, helper
-
-    from edgekit.backends import ort as ort_backend
-
-    model = onnx.load(str(path))
-    present = {o for n in model.graph.node for o in n.output}
-    existing = {o.name for o in model.graph.output}
-    model.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None)
-                              for t in tensors if t in present and t not in existing)
-    with scratch_dir("sens") as tmp:
-        augmented = Path(tmp) / "augmented.onnx"
-        onnx.save(model, str(augmented))
-        sess = ort_backend.session(augmented)
-        outputs = [o.name for o in sess.get_outputs()]
-        values: dict[str, list[np.ndarray]] = {}
-        for count, (inputs, _) in enumerate(samples.batches(1)):
-            if count >= limit:
-                break
-            for name, value in zip(outputs, sess.run(None, {n: inputs[n] for n in names})):
-                values.setdefault(name, []).append(np.asarray(value, dtype=np.float32).ravel())
+    values: dict[str, list[np.ndarray]] = {}
+    for sample in exposed_values(path, tensors, samples, names, limit):
+        for name, value in sample.items():
+            values.setdefault(name, []).append(np.asarray(value, dtype=np.float32).ravel())
     return {k: np.concatenate(v) for k, v in values.items()}
 
 

@@ -31,7 +31,10 @@ class OutputFloor:
 
     def measure(self, path: Path) -> dict[str, Any]:
         """The comparison of `path` with the FP32 graph (and the user's metric, where given)."""
-        outputs = run_outputs(path, self.samples, self.names)
+        return self.compare(run_outputs(path, self.samples, self.names))
+
+    def compare(self, outputs: dict) -> dict[str, Any]:
+        """`measure` for outputs already computed on the same samples."""
         record = compare_outputs(self.reference, outputs)
         if self.metric is not None:
             record["metric"] = call_metric(self.metric, self.settings.metric, self.reference, outputs)

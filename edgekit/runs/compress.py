@@ -82,7 +82,8 @@ def _follow(stages: list, ctx: Context, artifact: Artifact, rank: int) -> dict[s
 
 def note_no_speedup(target, final: Artifact) -> None:
     """Say so when the compressed model is not faster than FP32 on this host and the host is the target: on a
-    published document-orientation CNN every INT8 form, edgekit's and the peers', ran at 0.84-0.89x FP32."""
+    published document-orientation CNN every INT8 form, edgekit's and the peers', ran at 0.84-0.95x FP32 over
+    two benchmark runs."""
     import platform
 
     bench = next((h for h in final.history if h.name == "bench"), None)

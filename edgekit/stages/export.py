@@ -66,7 +66,10 @@ class ExportStage:
         else:
             fmt, extra = self._dynamic_or_fp32(ctx, artifact, out)
         counts = _loaded_op_counts(out / MODEL, self.mode)
-        outputs = ort_backend.run_model(out / MODEL, ctx.splits.eval, artifact.input_names)
+        all_outputs = ort_backend.run_outputs(out / MODEL, ctx.splits.eval, artifact.input_names)
+        outputs = next(iter(all_outputs.values()))
+        if self.mode.calibrates:
+            self._compare_on_eval(ctx, artifact, all_outputs, extra)
         metrics = {"integer_kernels": ort_backend.integer_kernels(counts),
                    "optimized_ops": dict(sorted(counts.items())), "quant": self.mode.value,
                    **fidelity(outputs, ctx, artifact.input_names), **extra}
@@ -119,9 +122,15 @@ class ExportStage:
 
         result = fallback_search(quantize, fp32, out, ctx.splits.calib, names, excess_of, latency_of)
         _say_what_fell_back(result, fp32)
-        evaluation = OutputFloor(fp32, ctx.splits.eval, names, self.fidelity).measure(out)
-        result.update({"floor": floor.describe(), "within_floor_on_eval": floor.excess(evaluation) == 0})
-        return {"fallback": result, "outputs": evaluation, "bias_correction": correction}
+        return {"fallback": {**result, "floor": floor.describe()}, "bias_correction": correction}
+
+    def _compare_on_eval(self, ctx, artifact: Artifact, outputs: dict, extra: dict) -> None:
+        """The exported graph's evaluation outputs (already computed) against the FP32 graph's, output by output."""
+        from edgekit.ptq.floor import OutputFloor
+
+        floor = OutputFloor(artifact.path("onnx"), ctx.splits.eval, artifact.input_names, self.fidelity)
+        extra["outputs"] = floor.compare(outputs)
+        extra["fallback"]["within_floor_on_eval"] = floor.excess(extra["outputs"]) == 0
 
     def _bias_correction(self, ctx, fp32: Path, names: list[str], ranges: dict, floor, out: Path):
         """(input means, report): with auto, bias correction is kept only where, its means taken on one half of
@@ -136,11 +145,13 @@ class ExportStage:
             # QAD trained its biases under the same weight rounding: the graph must score what training did
             return None, {"layers": 0, "kept": False}
         calib = ctx.splits.calib
-        if self.bias_correction == "on" or len(calib) < 4:
+        if self.bias_correction == "on":
             means = input_means(fp32, calib, names)
             quantize_qdq(fp32, out, ranges, self.method, self.scheme)
             layers = correct_biases(out, fp32, means)
-            return (means if layers else None), {"layers": layers, "kept": layers > 0 and self.bias_correction == "on"}
+            return (means if layers else None), {"layers": layers, "kept": layers > 0}
+        if len(calib) < 4:
+            return None, {"layers": 0, "kept": False, "why": "fewer than 4 calibration samples to judge it on"}
         learn, judge = calib.subset(np.arange(0, len(calib), 2)), calib.subset(np.arange(1, len(calib), 2))
         judged = OutputFloor(fp32, judge, names, floor.settings)
         quantize_qdq(fp32, out, ranges, self.method, self.scheme)
