@@ -259,9 +259,40 @@ def run_model_case(case: Model, work: Path, rounds: int) -> dict:
             outputs = outputs_of(path, eval_feeds)
             rows[label] = {"task": case.score(reference, outputs, evals), "size_kib": path.stat().st_size / 1024,
                            "speedup": 1.0 if label == "FP32" else paired_speedup(source, path, eval_feeds[0], rounds, 10)}
+            if label.startswith("edgekit"):
+                rows[label]["techniques"] = techniques(work / "edgekit")
         except Exception as exc:  # a row that fails is reported, not hidden
             rows[label] = {"error": " ".join(str(exc).split())[:160]}
     return {"metric": case.metric, "higher_is_better": case.higher_is_better, "rows": rows, **verdict(case, rows)}
+
+
+def techniques(out: Path) -> dict:
+    """What each of edgekit's INT8 techniques measured in this run (its export record)."""
+    record = json.loads(next((out / "work").glob("*-export/artifact.json")).read_text())
+    export = next(s["metrics"] for s in record["history"] if s["name"] == "export")
+    calibrate = next((s["metrics"] for s in record["history"] if s["name"] == "calibrate"), {})
+    fallback = export.get("fallback", {})
+    return {"range_method": calibrate.get("chosen_method"), "bias_correction": export.get("bias_correction"),
+            "rounding": export.get("rounding"), "fallback_nodes": len(fallback.get("fallback") or []),
+            "latency_ms_all_int8": fallback.get("latency_ms_all_int8"),
+            "latency_ms_with_fallback": fallback.get("latency_ms_with_fallback"),
+            "floor_held_on_eval": fallback.get("within_floor_on_eval")}
+
+
+def describe_techniques(t: dict) -> str:
+    """One line: each technique's measured effect on the held-out calibration half, and the fallback's cost."""
+    def judged(entry: dict | None, before: str, after: str) -> str:
+        if not entry or not entry.get("layers"):
+            return "not tried" + (f" ({entry['why']})" if entry and entry.get("why") else "")
+        return (f"{'kept' if entry['kept'] else 'not kept'}, {entry['layers']} layers, worst group "
+                f"{entry.get(before)} -> {entry.get(after)} dB")
+    cost = ""
+    if t["fallback_nodes"] and t.get("latency_ms_all_int8"):
+        cost = f" ({t['latency_ms_all_int8']:.3g} -> {t['latency_ms_with_fallback']:.3g} ms)"
+    return (f"edgekit's techniques: ranges {t['range_method']}; bias correction "
+            f"{judged(t['bias_correction'], 'worst_sqnr_db_without', 'worst_sqnr_db_with')}; learned rounding "
+            f"{judged(t['rounding'], 'worst_sqnr_db_nearest', 'worst_sqnr_db_learned')}; "
+            f"{t['fallback_nodes']} nodes kept in FP32{cost}; floor held on the evaluation split: {t['floor_held_on_eval']}")
 
 
 def verdict(case: Model, rows: dict) -> dict:
@@ -288,6 +319,8 @@ def table(results: dict) -> list[str]:
                 lines.append(f"| {label} | failed: {row['error'][:90]} | | |")
             else:
                 lines.append(f"| {label} | {row['task']:.4f} | {row['size_kib']:.0f} | {row['speedup']:.2f}x |")
+        used = result["rows"].get("edgekit (plain command)", {}).get("techniques")
+        lines += ["", describe_techniques(used)] if used else []
         lines += ["", f"edgekit's task metric at least the best peer's: {result['task_at_least_best_peer']}; "
                   f"speed-up at least 0.95x the fastest peer's: {result['speed_at_least_095_fastest']}", ""]
     return lines

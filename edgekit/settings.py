@@ -124,6 +124,14 @@ class CalibSettings(Section):
     bias_correction: Literal["auto", "on", "off"] = option(
         "auto", "Move each INT8 layer's bias by its weights' rounding shift; auto: where, learned on half the "
         "calibration split, it measures closer to the FP32 graph on the other half.")
+    equalize: Literal["auto", "on", "off"] = option(
+        "auto", "Even out each activation's channels by moving per-channel scales into the adjacent weights "
+        "(cross-layer equalization, SmoothQuant); auto: where plain INT8 misses the fidelity floor and it measures "
+        "closer. Static INT8 of a graph only (QAD trains the model itself).")
+    rounding: Literal["auto", "nearest", "learned"] = option(
+        "auto", "INT8 weight rounding: nearest, or learned layer by layer on the calibration split (AdaRound); "
+        "auto: learned where nearest misses the fidelity floor and, learned on half the split, it measures "
+        "closer on the other half.")
 
 
 class FidelitySettings(Section):
@@ -133,6 +141,9 @@ class FidelitySettings(Section):
                              "25% RMS error); below it, the most sensitive nodes fall back to FP32.", ge=0)
     min_decision_f1: float = option(0.9, "Floor on probability outputs: F1 of the values above 0.5 against the "
                                     "FP32 graph's.", ge=0, le=1)
+    min_agreement: float = option(0.99, "Floor on outputs whose rows are class probabilities (a classifier, a "
+                                  "per-step text recognizer): share of rows whose top class is the FP32 graph's.",
+                                  ge=0, le=1)
     metric: str | None = option(None, "Your measure instead of those floors: package.module:function taking "
                                 "(fp32_outputs, int8_outputs), dicts of arrays by output name; higher is better.")
     min_metric: float | None = option(None, "Floor for --metric. (default: 0.99 x the FP32 graph's own score)")

@@ -16,7 +16,7 @@ from typing import Any
 from edgekit.files import sha256_file, write_json
 
 MANIFEST = "manifest.json"
-MEASUREMENTS = ("report.json", "report.md", "report.png")
+MEASUREMENTS = ("report.json", "report.md", "report.png", "sensitivity.png")
 PATH_SETTINGS = ("model", "data", "weights", "teacher", "teacher_weights", "eval_data", "layer_ratios")
 PACKAGES = ("edgekit", "torch", "onnx", "onnxruntime", "torch-pruning", "numpy", "transformers")
 

@@ -44,7 +44,7 @@ def choose_ranges(fp32: Path, samples, names: list[str], scheme, work: Path, rep
 
 
 def _brief(record: dict) -> dict:
-    return {k: record[k] for k in ("worst_sqnr_db", "decision_f1", "metric", "error") if k in record}
+    return {k: record[k] for k in ("worst_sqnr_db", "decision_f1", "top1_agreement", "metric", "error") if k in record}
 
 
 def chosen_method(artifact, default: str) -> str:

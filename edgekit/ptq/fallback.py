@@ -82,12 +82,14 @@ def _measured_sensitivity(fp32: Path, qdq: Path, samples, names: list[str], repo
         return []
 
 
-def fallback_order(fp32: Path, ranked: list[str]) -> list[str]:
+def fallback_order(fp32: Path, ranked: list[str], quantized: set[str] | None = None) -> list[str]:
     """Node names to exclude, most sensitive first, each with the compute node it is fused with.
 
     The quantizer fuses Conv -> Relu into one quantized step whose error shows at the Relu's output; keeping
     only the Relu in FP32 leaves the Conv INT8, so each ranked node brings the producer whose only consumer
-    it is. Nodes the ranking missed come last, so the search can always reach an all-FP32 graph."""
+    it is. Nodes the ranking missed come last, so the search can always reach an all-FP32 graph. Where
+    `quantized` names the nodes the all-INT8 graph quantizes, only those are listed: excluding a node the
+    placement left float changes nothing, and the report would count it as kept in FP32."""
     import onnx
 
     graph = onnx.load(str(fp32), load_external_data=False).graph
@@ -102,9 +104,22 @@ def fallback_order(fp32: Path, ranked: list[str]) -> list[str]:
         fused = [producer[i].name for i in (node.input if node is not None else [])
                  if i in producer and consumers.get(i) == 1 and producer[i].op_type in FUSED_INTO_NEXT]
         order += [n for n in [*fused, name] if n not in order]
-    return order + [n.name for n in graph.node if n.name and n.name not in order]
+    order += [n.name for n in graph.node if n.name and n.name not in order]
+    return order if quantized is None else [n for n in order if n in quantized]
 
 
+def quantized_nodes(qdq: Path) -> set[str]:
+    """Names of the nodes of a Q/DQ graph that read a dequantized tensor or feed a quantizer."""
+    import onnx
+
+    graph = onnx.load(str(qdq), load_external_data=False).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    quantizing = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
+    return {n.name for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+            and (any(i in dequantized for i in n.input) or any(o in quantizing for o in n.output))}
+
+
+SENSITIVITY_SHOWN = 20  # nodes the record (and the report's table and plot) lists
 FUSED_INTO_NEXT = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Add")
 
 
@@ -125,7 +140,9 @@ def fallback_search(quantize: Callable[[list[str], Path], Path], fp32: Path, out
         runs = not math.isinf(excess)  # a graph that does not run can be neither timed nor probed
         report["latency_ms_all_int8"] = latency_of(out) if runs else None
         sensitive = _measured_sensitivity(fp32, out, samples, names, report) if runs else []
-        ranked = fallback_order(fp32, [name for name, _ in sensitive])
+        report["sensitivity"] = [{"node": name, "added_error_pct": round(100 * added, 4)}
+                                 for name, added in sensitive[:SENSITIVITY_SHOWN]]
+        ranked = fallback_order(fp32, [name for name, _ in sensitive], quantized_nodes(out) if runs else None)
         count = 1
         with bar("fallback probing (nodes back to FP32)", None) as advance:
             while excess > 0 and excluded != ranked:
@@ -135,5 +152,24 @@ def fallback_search(quantize: Callable[[list[str], Path], Path], fp32: Path, out
                 rows.append({"fallback_nodes": len(excluded), "excess": excess})
                 count *= 2
                 advance(1)
+            if excess <= 0 and len(rows) > 2:
+                excluded = _bisect(quantize, out, ranked, rows, excess_of, advance)
         report["latency_ms_with_fallback"] = latency_of(out)
     return {"fallback": excluded, "excess": excess, "within_budget": excess <= 0, "steps": rows, **report}
+
+
+def _bisect(quantize, out: Path, ranked: list[str], rows: list[dict], excess_of, advance) -> list[str]:
+    """Fewer nodes than the doubling found: bisect between the last count that missed and the first that held,
+    to within 1/16 of it (each probe is one quantization and one measurement). Leaves that graph at `out`."""
+    low, high = rows[-2]["fallback_nodes"], rows[-1]["fallback_nodes"]
+    held_at_high = True  # `out` holds ranked[:high]
+    while high - low > max(1, high // 16):
+        middle = (low + high) // 2
+        quantize(ranked[:middle], out)
+        excess = excess_of(out)
+        rows.append({"fallback_nodes": middle, "excess": excess})
+        advance(1)
+        low, high, held_at_high = (low, middle, True) if excess <= 0 else (middle, high, False)
+    if not held_at_high:
+        quantize(ranked[:high], out)
+    return ranked[:high]

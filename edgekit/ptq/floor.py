@@ -1,6 +1,6 @@
 """The fidelity floor static INT8 must keep: measured on a split, against the FP32 graph, output by output.
 
-The built-in floors (worst group SQNR, decision F1; see measure/compare.py) or the user's `--metric`. Range
+The built-in floors (worst group SQNR, decision F1, top-1 agreement of class distributions; see measure/compare.py) or the user's `--metric`. Range
 method choice (`--calib auto`) and the per-node FP32 fallback both steer by `excess`: how far a candidate
 graph falls below the floor, zero when it holds.
 """
@@ -59,7 +59,7 @@ class OutputFloor:
             return math.inf
         if self.metric is not None:
             return max(0.0, self.floor - record["metric"])
-        return shortfall(record, self.settings.min_sqnr, self.settings.min_decision_f1)
+        return shortfall(record, self.settings.min_sqnr, self.settings.min_decision_f1, self.settings.min_agreement)
 
     def rank(self, record: dict) -> tuple[float, float]:
         """Sort key, best first: below the floor by less, then the better score."""
@@ -71,4 +71,5 @@ class OutputFloor:
     def describe(self) -> dict[str, Any]:
         if self.metric is not None:
             return {"metric": self.settings.metric, "min_metric": self.floor}
-        return {"min_sqnr_db": self.settings.min_sqnr, "min_decision_f1": self.settings.min_decision_f1}
+        return {"min_sqnr_db": self.settings.min_sqnr, "min_decision_f1": self.settings.min_decision_f1,
+                "min_top1_agreement": self.settings.min_agreement}

@@ -182,11 +182,13 @@ def build_stages(cfg: CompressConfig, target: Target, is_onnx: bool) -> list:
                                                                 "layer_ratios": ratios})))
     method = cfg.calibration.method
     if cfg.quant.calibrates:
-        stages.append(CalibrateStage(cfg.calibration, target.scheme, cfg.fidelity, opset=target.opset))
+        calibration = cfg.calibration.model_copy(update={"equalize": "off"}) if cfg.quant.trains else cfg.calibration
+        stages.append(CalibrateStage(calibration, target.scheme, cfg.fidelity, opset=target.opset))
     if cfg.quant.trains:
         stages.append(QadStage(cfg.qad, method, target.scheme, recover=prunes, opset=target.opset))
     stages.append(ExportStage(cfg.quant, method, target.scheme, opset=target.opset, max_drop=cfg.max_accuracy_drop,
-                              fidelity=cfg.fidelity, bias_correction=cfg.calibration.bias_correction))
+                              fidelity=cfg.fidelity, bias_correction=cfg.calibration.bias_correction,
+                              rounding=cfg.calibration.rounding))
     if target.runtime == "tensorrt":
         from edgekit.stages.compile_trt import TensorRTCompileStage
 

@@ -53,7 +53,47 @@ class CalibrateStage:
         else:
             ranges = calibrate(out / MODEL, ctx.splits.calib, names, method, out, report=report)
         ranges.update(external)
+        if self.calib.equalize != "off":
+            ranges = self._equalized(ctx, out, names, chosen_or(report, method), ranges, report)
         write_json(out / RANGES, ranges)
         files["ranges"] = RANGES
         spans = [hi - lo for lo, hi in ranges.values()]
         return artifact.derive(out, "onnx", files), {**report, "widest_range": max(spans) if spans else 0.0}
+
+    def _equalized(self, ctx, out: Path, names: list[str], method: str, ranges: dict, report: dict) -> dict:
+        """The ranges to keep; where equalization is kept, out/model.onnx becomes the equalized graph (the same
+        FP32 function) and the ranges are its own. auto keeps it only where plain INT8 misses the floor on the
+        calibration split and the equalized INT8 graph measures closer to it there."""
+        import shutil
+
+        from edgekit.files import scratch_dir
+        from edgekit.ptq.equalize import equalize
+        from edgekit.ptq.floor import OutputFloor
+        from edgekit.ptq.qdq import quantize_qdq
+
+        calib = ctx.splits.calib
+        floor = OutputFloor(out / MODEL, calib, names, self.fidelity)
+        with scratch_dir("equalize") as tmp:
+            tmp = Path(tmp)
+            plain = floor.try_measure(quantize_qdq(out / MODEL, tmp / "plain.onnx", ranges, method, self.scheme))
+            if self.calib.equalize == "auto" and floor.excess(plain) == 0:
+                report["equalize"] = {"kept": False, "why": "plain INT8 holds the floor"}
+                return ranges
+            sites = equalize(out / MODEL, tmp / "equalized.onnx", calib, names)
+            if not sites:
+                report["equalize"] = {"kept": False, "why": "no activation feeds only weight layers"}
+                return ranges
+            moved = calibrate(tmp / "equalized.onnx", calib, names, method, tmp)
+            measured = floor.try_measure(quantize_qdq(tmp / "equalized.onnx", tmp / "q.onnx", moved, method, self.scheme))
+            kept = self.calib.equalize == "on" or floor.rank(measured) < floor.rank(plain)
+            report["equalize"] = {"kept": kept, "tensors": sites, "worst_sqnr_db_plain": plain.get("worst_sqnr_db"),
+                                  "worst_sqnr_db_equalized": measured.get("worst_sqnr_db")}
+            if not kept:
+                return ranges
+            shutil.move(str(tmp / "equalized.onnx"), str(out / MODEL))
+        return moved
+
+
+def chosen_or(report: dict, method: str) -> str:
+    """The range method `--calib auto` settled on, or the one given."""
+    return report.get("chosen_method") or method

@@ -32,12 +32,13 @@ class ExportStage:
     max_drop: float | None = None  # accuracy-aware fallback budget (points)
     fidelity: FidelitySettings = field(default_factory=FidelitySettings)
     bias_correction: str = "auto"  # CalibSettings.bias_correction
+    rounding: str = "auto"  # CalibSettings.rounding
     name: str = "export"
     accepts: tuple[str, ...] = ("torch", "onnx")
 
     def settings(self) -> dict[str, Any]:
         return {"quant": self.mode.value, "method": self.method, "opset": self.opset, "preset": self.scheme.preset,
-                "max_drop": self.max_drop, "bias_correction": self.bias_correction,
+                "max_drop": self.max_drop, "bias_correction": self.bias_correction, "rounding": self.rounding,
                 **self.fidelity.stage_settings()}
 
     def check(self, ctx, artifact: Artifact) -> None:
@@ -97,6 +98,7 @@ class ExportStage:
     def _quantize_static(self, ctx, artifact: Artifact, ranges: dict, out: Path) -> dict:
         """Static INT8 that keeps the fidelity floor on the calibration split (and --max-accuracy-drop on the
         evaluation split, where given): the fewest, most sensitive nodes fall back to FP32 until both hold."""
+        from edgekit.ptq.adaround import apply_rounding
         from edgekit.ptq.bias_correction import correct_biases
         from edgekit.ptq.fallback import fallback_search
         from edgekit.ptq.floor import OutputFloor
@@ -104,10 +106,18 @@ class ExportStage:
 
         fp32, names = artifact.path("onnx"), artifact.input_names
         floor = OutputFloor(fp32, ctx.splits.calib, names, self.fidelity)
-        means, correction = self._bias_correction(ctx, fp32, names, ranges, floor, out)
+        learned, rounding = self._learned_rounding(ctx, fp32, names, ranges, floor, out)
+
+        def rounded(exclude: list[str], path: Path) -> Path:
+            quantize_qdq(fp32, path, ranges, self.method, self.scheme, exclude=exclude)
+            if learned:
+                apply_rounding(path, learned)
+            return path
+
+        means, correction = self._bias_correction(ctx, fp32, names, lambda path: rounded([], path), floor, out)
 
         def quantize(exclude: list[str], path: Path) -> Path:
-            quantize_qdq(fp32, path, ranges, self.method, self.scheme, exclude=exclude)
+            rounded(exclude, path)
             if means is not None:
                 correct_biases(path, fp32, means)
             return path
@@ -122,7 +132,7 @@ class ExportStage:
 
         result = fallback_search(quantize, fp32, out, ctx.splits.calib, names, excess_of, latency_of)
         _say_what_fell_back(result, fp32)
-        return {"fallback": {**result, "floor": floor.describe()}, "bias_correction": correction}
+        return {"fallback": {**result, "floor": floor.describe()}, "bias_correction": correction, "rounding": rounding}
 
     def _compare_on_eval(self, ctx, artifact: Artifact, outputs: dict, extra: dict) -> None:
         """The exported graph's evaluation outputs (already computed) against the FP32 graph's, output by output."""
@@ -132,14 +142,47 @@ class ExportStage:
         extra["outputs"] = floor.compare(outputs)
         extra["fallback"]["within_floor_on_eval"] = floor.excess(extra["outputs"]) == 0
 
-    def _bias_correction(self, ctx, fp32: Path, names: list[str], ranges: dict, floor, out: Path):
+    def _learned_rounding(self, ctx, fp32: Path, names: list[str], ranges: dict, floor, out: Path):
+        """(learned INT8 weights or None, report). Learning costs seconds per layer, so auto tries it only
+        where nearest rounding misses the floor (before nodes fall back to FP32, which costs speed), learns
+        on one half of the calibration split and keeps it where it measures closer on the other half."""
+        from edgekit.ptq.adaround import apply_rounding, learn_rounding
+        from edgekit.ptq.floor import OutputFloor
+        from edgekit.ptq.qdq import quantize_qdq
+
+        calib = ctx.splits.calib
+        if self.rounding == "nearest" or self.mode is QuantMode.QAD:
+            return None, {"kept": False}  # QAD trained its weights under nearest rounding
+        quantize_qdq(fp32, out, ranges, self.method, self.scheme)
+        if self.rounding == "learned":
+            learned = learn_rounding(out, fp32, calib, names)
+            return learned, {"kept": bool(learned), "layers": len(learned)}
+        if floor.excess(floor.try_measure(out)) == 0:
+            return None, {"kept": False, "why": "nearest rounding holds the floor"}
+        if len(calib) < 4:
+            return None, {"kept": False, "why": "fewer than 4 calibration samples to judge it on"}
+        learn, judge = calib.subset(np.arange(0, len(calib), 2)), calib.subset(np.arange(1, len(calib), 2))
+        judged = OutputFloor(fp32, judge, names, floor.settings)
+        nearest = judged.try_measure(out)
+        learned = learn_rounding(out, fp32, learn, names)
+        apply_rounding(out, learned)
+        measured = judged.try_measure(out) if learned else nearest
+        kept = bool(learned) and judged.rank(measured) < judged.rank(nearest)
+        report = {"kept": kept, "layers": len(learned), "judged_on": len(judge),
+                  "worst_sqnr_db_nearest": nearest.get("worst_sqnr_db"), "worst_sqnr_db_learned": measured.get("worst_sqnr_db")}
+        for key in ("top1_agreement", "decision_f1", "metric"):
+            if nearest.get(key) is not None:
+                report.update({f"{key}_nearest": nearest[key], f"{key}_learned": measured.get(key)})
+        return (learned if kept else None), report
+
+    def _bias_correction(self, ctx, fp32: Path, names: list[str], quantize_all, floor, out: Path):
         """(input means, report): with auto, bias correction is kept only where, its means taken on one half of
         the calibration split, it brings the all-INT8 graph closer to the floor on the other half (judged on
         the samples it learned from, it looked better on an echo-quality model and was worse on new speech).
-        The means kept are taken on the whole split. Means is None where it is not kept."""
+        The means kept are taken on the whole split. Means is None where it is not kept. `quantize_all(path)`
+        writes the all-INT8 graph the correction applies to."""
         from edgekit.ptq.bias_correction import correct_biases, input_means
         from edgekit.ptq.floor import OutputFloor
-        from edgekit.ptq.qdq import quantize_qdq
 
         if self.bias_correction == "off" or self.mode is QuantMode.QAD:
             # QAD trained its biases under the same weight rounding: the graph must score what training did
@@ -147,14 +190,14 @@ class ExportStage:
         calib = ctx.splits.calib
         if self.bias_correction == "on":
             means = input_means(fp32, calib, names)
-            quantize_qdq(fp32, out, ranges, self.method, self.scheme)
+            quantize_all(out)
             layers = correct_biases(out, fp32, means)
             return (means if layers else None), {"layers": layers, "kept": layers > 0}
         if len(calib) < 4:
             return None, {"layers": 0, "kept": False, "why": "fewer than 4 calibration samples to judge it on"}
         learn, judge = calib.subset(np.arange(0, len(calib), 2)), calib.subset(np.arange(1, len(calib), 2))
         judged = OutputFloor(fp32, judge, names, floor.settings)
-        quantize_qdq(fp32, out, ranges, self.method, self.scheme)
+        quantize_all(out)
         plain = judged.try_measure(out)
         layers = correct_biases(out, fp32, input_means(fp32, learn, names))
         corrected = judged.try_measure(out) if layers else plain

@@ -162,3 +162,17 @@ def test_pack_and_verify_commands(artifact, tmp_path):
     checked = run_cli("verify", out)
     assert checked.returncode == 0 and "match their sha256" in checked.stdout
     assert gzip.open(out).read(1)  # a real gzip stream
+
+
+def test_the_radar_shows_the_final_model_against_fp32_on_what_was_measured(tmp_path):
+    """Known measurements: half the latency, half the peak memory, the same accuracy; no board, so energy is
+    a gap labelled as not measured rather than a zero."""
+    from edgekit.bundle.report import plot, radar_axes
+
+    def model(ms, memory):
+        return {"latency_ms": {"p50": ms}, "peak_memory_bytes": memory, "size_bytes": 4096 * ms, "accuracy": 90.0,
+                "agreement": None, "cosine": None}
+    report = {"target": "x86-64", "fp32": model(10.0, 100 << 20), "final": model(5.0, 50 << 20)}
+    assert radar_axes(report) == {"accuracy kept": 1.0, "speed-up": 2.0, "memory saved": 2.0, "energy saved": None}
+    plot(report, tmp_path / "report.png")
+    assert (tmp_path / "report.png").stat().st_size > 5000

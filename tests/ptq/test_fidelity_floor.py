@@ -51,6 +51,31 @@ def test_every_output_is_compared_on_its_own():
     assert shortfall(record, 12.0, 0.9) == pytest.approx(12.0 - record["worst_sqnr_db"])
 
 
+def test_per_step_class_distributions_are_held_to_top1_agreement():
+    """A recognizer's [steps, characters] softmax: 3 of 40 steps, ambiguous between two characters, swap them.
+    The whole
+    output keeps over 12 dB and a decision F1 above 0.9, yet one step in thirteen reads another character;
+    top-1 agreement (0.925) sees it, and the default floor (0.99) counts the gap."""
+    from edgekit.measure.compare import compare_outputs, shortfall, top1_agreement
+
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 1, (2, 20, 300))
+    logits[..., 0] += 8  # a confident top class on every step
+    flipped = ((0, 3), (0, 11), (1, 7))
+    for sample, step in flipped:  # except three, where a second character comes close
+        logits[sample, step, 1] = logits[sample, step, 0] - 0.2
+    reference = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    swapped = reference.copy()
+    for sample, step in flipped:
+        row = swapped[sample, step]
+        row[[0, 1]] = row[[1, 0]]
+    record = compare_outputs({"chars": reference}, {"chars": swapped})
+    assert record["worst_sqnr_db"] > 12 and record["decision_f1"] > 0.9
+    assert record["top1_agreement"] == pytest.approx(37 / 40)
+    assert shortfall(record, 12.0, 0.9, 0.99) == pytest.approx(100 * (0.99 - 37 / 40))
+    assert top1_agreement(rng.normal(size=(4, 10)), rng.normal(size=(4, 10))) is None  # not distributions
+
+
 def _noise(tmp_path):
     noise = np.random.default_rng(0).standard_normal((300, 1, 8, 8)).astype(np.float32)
     np.savez(tmp_path / "noise.npz", x=noise)
@@ -127,3 +152,5 @@ def test_the_report_says_what_int8_kept_and_what_fell_back(tmp_path, tiny_fp32_o
     text = (tmp_path / "o" / "x86-64" / "report.md").read_text()
     assert "## INT8 against its FP32 graph" in text and "| logits |" in text and "10 (axis 1)" in text
     assert f"min_sqnr_db {achieved + 6}" in text and "Kept in FP32 to hold it" in text
+    assert "Learned weight rounding: " in text and "top-1 agreement" in text  # tried: nearest missed the floor
+    assert "### Per-node sensitivity" in text and (tmp_path / "o" / "x86-64" / "sensitivity.png").stat().st_size > 1000
