@@ -272,7 +272,8 @@ def techniques(out: Path) -> dict:
     export = next(s["metrics"] for s in record["history"] if s["name"] == "export")
     calibrate = next((s["metrics"] for s in record["history"] if s["name"] == "calibrate"), {})
     fallback = export.get("fallback", {})
-    return {"range_method": calibrate.get("chosen_method"), "bias_correction": export.get("bias_correction"),
+    return {"range_method": calibrate.get("chosen_method"), "equalize": calibrate.get("equalize"),
+            "bias_correction": export.get("bias_correction"),
             "rounding": export.get("rounding"), "fallback_nodes": len(fallback.get("fallback") or []),
             "latency_ms_all_int8": fallback.get("latency_ms_all_int8"),
             "latency_ms_with_fallback": fallback.get("latency_ms_with_fallback"),
@@ -281,15 +282,16 @@ def techniques(out: Path) -> dict:
 
 def describe_techniques(t: dict) -> str:
     """One line: each technique's measured effect on the held-out calibration half, and the fallback's cost."""
-    def judged(entry: dict | None, before: str, after: str) -> str:
-        if not entry or not entry.get("layers"):
+    def judged(entry: dict | None, before: str, after: str, count: str = "layers") -> str:
+        if not entry or not entry.get(count):
             return "not tried" + (f" ({entry['why']})" if entry and entry.get("why") else "")
-        return (f"{'kept' if entry['kept'] else 'not kept'}, {entry['layers']} layers, worst group "
+        return (f"{'kept' if entry['kept'] else 'not kept'}, {entry[count]} {count}, worst group "
                 f"{entry.get(before)} -> {entry.get(after)} dB")
     cost = ""
     if t["fallback_nodes"] and t.get("latency_ms_all_int8"):
         cost = f" ({t['latency_ms_all_int8']:.3g} -> {t['latency_ms_with_fallback']:.3g} ms)"
-    return (f"edgekit's techniques: ranges {t['range_method']}; bias correction "
+    return (f"edgekit's techniques: ranges {t['range_method']}; equalization "
+            f"{judged(t.get('equalize'), 'worst_sqnr_db_plain', 'worst_sqnr_db_equalized', 'tensors')}; bias correction "
             f"{judged(t['bias_correction'], 'worst_sqnr_db_without', 'worst_sqnr_db_with')}; learned rounding "
             f"{judged(t['rounding'], 'worst_sqnr_db_nearest', 'worst_sqnr_db_learned')}; "
             f"{t['fallback_nodes']} nodes kept in FP32{cost}; floor held on the evaluation split: {t['floor_held_on_eval']}")

@@ -150,3 +150,9 @@ def data_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"edgekit data folder '{name}' is missing from the installation")
+
+
+def cache_root() -> Path:
+    """edgekit's per-user cache ($EDGEKIT_CACHE, else $XDG_CACHE_HOME/edgekit or ~/.cache/edgekit)."""
+    return Path(os.environ.get("EDGEKIT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgekit"))

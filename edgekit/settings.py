@@ -124,6 +124,9 @@ class CalibSettings(Section):
     bias_correction: Literal["auto", "on", "off"] = option(
         "auto", "Move each INT8 layer's bias by its weights' rounding shift; auto: where, learned on half the "
         "calibration split, it measures closer to the FP32 graph on the other half.")
+    activations: Literal["auto", "uint8", "int8"] = option(
+        "auto", "INT8 activation type for ONNX Runtime targets; auto: the faster on this CPU, measured where "
+        "this host is the target's architecture, else the target's preset.")
     equalize: Literal["auto", "on", "off"] = option(
         "auto", "Even out each activation's channels by moving per-channel scales into the adjacent weights "
         "(cross-layer equalization, SmoothQuant); auto: where plain INT8 misses the fidelity floor and it measures "

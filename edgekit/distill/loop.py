@@ -30,6 +30,12 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
         kd = F.mse_loss(student_logits, teacher_logits)
         return {"kd": kd, "total": kd}
     t = temperature
+    kind = output_kind(teacher_logits)
+    if kind == "independent":
+        kd = bernoulli_kd(student_logits, teacher_logits)
+        return {"kd": kd, "total": kd}
+    if kind == "distribution":  # a forward that ends in softmax: its log is the logits, up to a constant
+        student_logits, teacher_logits = torch.log(student_logits.clamp_min(EPS)), torch.log(teacher_logits.clamp_min(EPS))
     kd = F.kl_div(
         F.log_softmax(student_logits / t, dim=-1),
         F.log_softmax(teacher_logits / t, dim=-1),
@@ -44,6 +50,27 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
         total = (1 - alpha) * kd + alpha * task
     parts["total"] = total
     return parts
+
+
+EPS = 1e-6
+
+
+def output_kind(teacher: torch.Tensor) -> str:
+    """"logits", "distribution" (rows of probabilities summing to one: a forward ending in softmax) or
+    "independent" (probabilities that do not: a forward ending in sigmoid, as a pitch model's 360 bins).
+    A softmax at temperature over probabilities would flatten them toward uniform and teach almost nothing."""
+    if float(teacher.min()) < 0 or float(teacher.max()) > 1:
+        return "logits"
+    return "distribution" if bool(torch.all((teacher.sum(-1) - 1).abs() < 1e-3)) else "independent"
+
+
+def bernoulli_kd(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Per-output KL between independent Bernoulli probabilities, summed over outputs and averaged over samples
+    like the categorical KD. No temperature: softened on the logit scale, the many near-zero outputs (bins far
+    from the pitch) dominated, and a fake-quantized output of exactly 0 then cost more than a wrong peak."""
+    p = student.clamp(EPS, 1 - EPS)
+    q = teacher.clamp(EPS, 1 - EPS)
+    return (q * torch.log(q / p) + (1 - q) * torch.log((1 - q) / (1 - p))).sum(-1).mean()
 
 
 def alpha_at(cfg: TrainSettings, epoch: int) -> float:

@@ -6,7 +6,6 @@ import one another for them.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 CACHE_VERSION = "v1"
@@ -15,6 +14,6 @@ SEED = 0
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("EDGEKIT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgekit")
-    return Path(root) / "example"
+    from edgekit.files import cache_root
+
+    return cache_root() / "example"

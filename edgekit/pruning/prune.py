@@ -61,11 +61,55 @@ def prune_model(model: nn.Module, example: tuple[torch.Tensor, ...], settings: P
                          "try --protect on the layer named, or --prune 0") from exc
     model.zero_grad(set_to_none=True)
     head_map = sync_attention_attributes(model)
-    with torch.no_grad():
-        model.eval()(*example)
+    _check_runs(model, example, protect)
     history = [[name, bool(out), [int(i) for i in idx]] for name, out, idx in pruner.pruning_history()]
     return {**settings.plan_record(), "protect": protect, "history": history, "heads": head_map,
             "channel_splits": splits, "channels": channel_counts(model)}
+
+
+class FixedWidthError(StageError):
+    """The pruned model no longer runs: its code fixes a width that pruning changed (a reshape to a
+    constant, as a pitch CNN's `x.reshape(-1, self.in_features)` before its classifier does)."""
+
+    def __init__(self, message: str, protect: list[str]):
+        super().__init__(message)
+        self.protect = protect
+
+
+def _check_runs(model: nn.Module, example, protect: list[str]) -> None:
+    try:
+        with torch.no_grad():
+            model.eval()(*example)
+    except Exception as exc:  # the user's forward: any type
+        feeders = [n for n in flatten_feeders(model, example) if n not in protect]
+        hint = f"--protect {','.join(feeders)}" if feeders else "--protect on the layer feeding it"
+        raise FixedWidthError(f"the pruned model does not run ({' '.join(str(exc).split())[:120]}): its code fixes "
+                              f"a width that pruning changed; keep that layer whole with {hint}", feeders) from exc
+
+
+def flatten_feeders(model: nn.Module, example) -> list[str]:
+    """Convolutions whose output reaches a Linear flattened (its in_features a multiple of their channels):
+    where a model's code most often fixes the width it expects. Layers in the order they run; those a failing
+    forward did not reach follow in the order the model declares them."""
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    order: list[tuple[str, nn.Module]] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, _args, name=name: order.append((name, mod))) for name, m in layers]
+    try:
+        with torch.no_grad():
+            model.eval()(*example)
+    except Exception:  # noqa: BLE001 - the order up to the failure is what is wanted
+        pass
+    finally:
+        for hook in hooks:
+            hook.remove()
+    reached = {name for name, _ in order}
+    order += [(n, m) for n, m in layers if n not in reached]
+    feeders = []
+    for (name, module), (_, following) in zip(order, order[1:]):
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)) and isinstance(following, nn.Linear):
+            if following.in_features % module.out_channels == 0 and following.in_features > module.out_channels:
+                feeders.append(name)
+    return sorted(set(feeders))
 
 
 def head_ratio(ratio: float, heads: dict) -> float:

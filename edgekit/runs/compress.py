@@ -164,6 +164,15 @@ def _initial_artifact(student) -> Artifact:
                     source_weights=str(Path(student.weights).resolve()) if student.weights else None)
 
 
+def _scheme(cfg: CompressConfig, target: Target):
+    """The target's Q/DQ scheme with its activation type as --activations decides (measured where it can be)."""
+    if not cfg.quant.calibrates:
+        return target.scheme, None
+    from edgekit.ptq.activation_type import activation_scheme
+
+    return activation_scheme(target, cfg.calibration.activations)
+
+
 def build_stages(cfg: CompressConfig, target: Target, is_onnx: bool) -> list:
     """The stages --quant and the pruning settings call for, each given its typed settings and the target's."""
     from edgekit.stages.bench import BenchStage
@@ -181,14 +190,15 @@ def build_stages(cfg: CompressConfig, target: Target, is_onnx: bool) -> list:
         stages.append(PruneStage(cfg.pruning.model_copy(update={"round_to": target.round_to,
                                                                 "layer_ratios": ratios})))
     method = cfg.calibration.method
+    scheme, activations = _scheme(cfg, target)
     if cfg.quant.calibrates:
         calibration = cfg.calibration.model_copy(update={"equalize": "off"}) if cfg.quant.trains else cfg.calibration
-        stages.append(CalibrateStage(calibration, target.scheme, cfg.fidelity, opset=target.opset))
+        stages.append(CalibrateStage(calibration, scheme, cfg.fidelity, opset=target.opset))
     if cfg.quant.trains:
-        stages.append(QadStage(cfg.qad, method, target.scheme, recover=prunes, opset=target.opset))
-    stages.append(ExportStage(cfg.quant, method, target.scheme, opset=target.opset, max_drop=cfg.max_accuracy_drop,
+        stages.append(QadStage(cfg.qad, method, scheme, recover=prunes, opset=target.opset))
+    stages.append(ExportStage(cfg.quant, method, scheme, opset=target.opset, max_drop=cfg.max_accuracy_drop,
                               fidelity=cfg.fidelity, bias_correction=cfg.calibration.bias_correction,
-                              rounding=cfg.calibration.rounding))
+                              rounding=cfg.calibration.rounding, activations=activations))
     if target.runtime == "tensorrt":
         from edgekit.stages.compile_trt import TensorRTCompileStage
 

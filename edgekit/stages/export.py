@@ -33,6 +33,7 @@ class ExportStage:
     fidelity: FidelitySettings = field(default_factory=FidelitySettings)
     bias_correction: str = "auto"  # CalibSettings.bias_correction
     rounding: str = "auto"  # CalibSettings.rounding
+    activations: dict | None = None  # how the scheme's activation type was chosen (ptq/activation_type.py)
     name: str = "export"
     accepts: tuple[str, ...] = ("torch", "onnx")
 
@@ -73,6 +74,7 @@ class ExportStage:
             self._compare_on_eval(ctx, artifact, all_outputs, extra)
         metrics = {"integer_kernels": ort_backend.integer_kernels(counts),
                    "optimized_ops": dict(sorted(counts.items())), "quant": self.mode.value,
+                   **({"activations": self.activations} if self.activations else {}),
                    **fidelity(outputs, ctx, artifact.input_names), **extra}
         return artifact.derive(out, fmt, {"onnx": MODEL}), metrics
 

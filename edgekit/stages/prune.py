@@ -46,8 +46,7 @@ class PruneStage:
         elif settings.steps > 1:
             plan = prune_iteratively(model, example, settings, ctx, names, settings.steps, settings.finetune_epochs)
         else:
-            batches = _gradient_batches(ctx, names) if settings.importance == "taylor" else None
-            plan = prune_model(model, example, settings, batches=batches, teacher=ctx.teacher)
+            model, plan = self._prune_once(ctx, artifact, model, example, settings)
             recalibrate_batchnorm(model, ctx.splits.train, names)
         write_json(out / PLAN, plan)
         files = {"plan": PLAN, "weights": save_weights(model, out)}
@@ -60,6 +59,27 @@ class PruneStage:
             metrics["search_verdict"] = search["verdict"]
         return artifact.derive(out, "torch", files), metrics
 
+
+    def _prune_once(self, ctx, artifact: Artifact, model, example, settings: PruneSettings):
+        """(pruned model, plan). Where the pruned model does not run because its code fixes the width after a
+        convolution (a flatten into a classifier), that convolution is kept whole and the model pruned again."""
+        from edgekit.progress import console
+        from edgekit.pruning.policy import default_protected
+        from edgekit.pruning.prune import FixedWidthError
+
+        names = artifact.input_names
+        batches = _gradient_batches(ctx, names) if settings.importance == "taylor" else None
+        try:
+            return model, prune_model(model, example, settings, batches=batches, teacher=ctx.teacher)
+        except FixedWidthError as exc:
+            if not exc.protect:
+                raise
+            model = materialize(artifact, example)
+            protect = [*(settings.protect if settings.protect is not None else default_protected(model)), *exc.protect]
+            console.log(f"pruning keeps {', '.join(exc.protect)} whole: the model's code fixes the width after it")
+            settings = settings.model_copy(update={"protect": protect})
+            batches = _gradient_batches(ctx, names) if settings.importance == "taylor" else None
+            return model, prune_model(model, example, settings, batches=batches, teacher=ctx.teacher)
 
 
 def _gradient_batches(ctx, names: list[str]):

@@ -48,3 +48,21 @@ def test_kd_loss_on_dense_outputs_is_mean_squared_error():
     student, teacher = torch.zeros(2, 15, 8, 8), torch.ones(2, 15, 8, 8)
     parts = kd_loss(student, teacher, None, temperature=4.0, alpha=0.5)
     assert float(parts["total"]) == 1.0 and set(parts) == {"kd", "total"}
+
+
+def test_kd_loss_reads_probability_outputs_as_what_they_are():
+    """A forward ending in sigmoid (a pitch model's 360 bins): per-bin Bernoulli KL, known in closed form; one
+    ending in softmax: the categorical KL of its logs, equal to that of the logits it came from."""
+    import math
+
+    from edgekit.distill.loop import output_kind
+
+    teacher, student = torch.tensor([[0.9, 0.2]]), torch.tensor([[0.6, 0.2]])
+    assert output_kind(teacher) == "independent" and output_kind(torch.tensor([[3.0, -1.0]])) == "logits"
+    expected = 0.9 * math.log(0.9 / 0.6) + 0.1 * math.log(0.1 / 0.4)  # the second bin agrees: 0
+    assert float(kd_loss(student, teacher, None, temperature=4.0, alpha=0.5)["kd"]) == pytest.approx(expected, rel=1e-4)
+    logits_s, logits_t = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[0.0, 1.0, -0.5]])
+    probs_s, probs_t = logits_s.softmax(-1), logits_t.softmax(-1)
+    assert output_kind(probs_t) == "distribution"
+    assert float(kd_loss(probs_s, probs_t, None, 2.0, 0.0)["kd"]) == pytest.approx(
+        float(kd_loss(logits_s, logits_t, None, 2.0, 0.0)["kd"]), rel=1e-4)
