@@ -6,7 +6,9 @@ Every ONNX model in ../shared/models (or $EDGEKIT_SHARED_MODELS), on real inputs
 (tests/fixtures/real_data.py), judged by its task: detections kept (F1 against the FP32 boxes), text read
 the same, orientation / file type / pitch decisions kept, echo score error, watermark bits recovered.
 Per model, in one run: FP32; `edgekit compress --model M --data calib.npz --eval-data eval.npz --target
-x86-64 --out O` (the held-out samples named, so that all calibration samples calibrate, as for the peers); ORT quantize_static with MinMax, Percentile and Entropy (U8S8 per-channel QDQ, after ORT's own
+x86-64 --out O` (the held-out samples named, so that all calibration samples calibrate, as for the peers),
+and the same with `--equalize on --rounding learned` (each technique's effect where the floor did not
+call for it; the verdicts judge the plain command); ORT quantize_static with MinMax, Percentile and Entropy (U8S8 per-channel QDQ, after ORT's own
 pre-processing); ORT quantize_dynamic where the graph has MatMul/Gemm/recurrent weights; NNCF PTQ. The peers
 get the graph edgekit normalizes (opset 13, weights as initializers), since the published opset-10/11/12
 files make ORT's per-channel quantizer write graphs that do not load. Latency is paired at batch 1: FP32
@@ -162,17 +164,21 @@ def _feeds(path: Path, arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarr
             for i in range(count)]
 
 
-def edgekit_plain(model: Path, calib: dict, evals: dict, work: Path) -> Path:
+def edgekit_plain(model: Path, calib: dict, evals: dict, work: Path, folder: str = "edgekit",
+                  extra: tuple[str, ...] = ()) -> Path:
     """The plain command, told where the held-out samples are (--eval-data) so that it calibrates on all of
     the calibration samples the peers get; the evaluation samples only feed its report."""
     for name, arrays in (("calib", calib), ("eval", evals)):
         np.savez(work / f"{name}.npz", **{k: v for k, v in arrays.items() if not k.startswith("_")})
     cmd = [sys.executable, "-m", "edgekit", "compress", "--model", str(model), "--data", str(work / "calib.npz"),
-           "--eval-data", str(work / "eval.npz"), "--target", "x86-64", "--out", str(work / "edgekit")]
+           "--eval-data", str(work / "eval.npz"), "--target", "x86-64", "--out", str(work / folder), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip().splitlines()[-1])
-    return work / "edgekit" / "x86-64" / "model.onnx"
+    return work / folder / "x86-64" / "model.onnx"
+
+
+FORCED = ("--equalize", "on", "--rounding", "learned")  # each technique's effect where the floor did not call it
 
 
 def peers(normalized: Path, feeds: list[dict], work: Path) -> dict[str, Callable[[], Path]]:
@@ -249,7 +255,9 @@ def run_model_case(case: Model, work: Path, rounds: int) -> dict:
     eval_feeds, calib_feeds = _feeds(source, evals), _feeds(source, calib)
     reference = outputs_of(source, eval_feeds)
     candidates: dict[str, Callable[[], Path]] = {"FP32": lambda: source,
-                                                 "edgekit (plain command)": lambda: edgekit_plain(source, calib, evals, work)}
+                                                 "edgekit (plain command)": lambda: edgekit_plain(source, calib, evals, work),
+                                                 "edgekit, equalize + learned rounding forced":
+                                                     lambda: edgekit_plain(source, calib, evals, work, "forced", FORCED)}
     candidates.update(peers(normalized, calib_feeds, work))
     rows = {}
     for label, build in candidates.items():
@@ -260,7 +268,7 @@ def run_model_case(case: Model, work: Path, rounds: int) -> dict:
             rows[label] = {"task": case.score(reference, outputs, evals), "size_kib": path.stat().st_size / 1024,
                            "speedup": 1.0 if label == "FP32" else paired_speedup(source, path, eval_feeds[0], rounds, 10)}
             if label.startswith("edgekit"):
-                rows[label]["techniques"] = techniques(work / "edgekit")
+                rows[label]["techniques"] = techniques(path.parent.parent)
         except Exception as exc:  # a row that fails is reported, not hidden
             rows[label] = {"error": " ".join(str(exc).split())[:160]}
     return {"metric": case.metric, "higher_is_better": case.higher_is_better, "rows": rows, **verdict(case, rows)}
@@ -290,7 +298,7 @@ def describe_techniques(t: dict) -> str:
     cost = ""
     if t["fallback_nodes"] and t.get("latency_ms_all_int8"):
         cost = f" ({t['latency_ms_all_int8']:.3g} -> {t['latency_ms_with_fallback']:.3g} ms)"
-    return (f"edgekit's techniques: ranges {t['range_method']}; equalization "
+    return (f"ranges {t['range_method']}; equalization "
             f"{judged(t.get('equalize'), 'worst_sqnr_db_plain', 'worst_sqnr_db_equalized', 'tensors')}; bias correction "
             f"{judged(t['bias_correction'], 'worst_sqnr_db_without', 'worst_sqnr_db_with')}; learned rounding "
             f"{judged(t['rounding'], 'worst_sqnr_db_nearest', 'worst_sqnr_db_learned')}; "
@@ -300,7 +308,7 @@ def describe_techniques(t: dict) -> str:
 def verdict(case: Model, rows: dict) -> dict:
     """edgekit's task metric against the best peer's, and its speed-up against 0.95x the fastest peer's."""
     ours = rows.get("edgekit (plain command)", {})
-    others = {k: v for k, v in rows.items() if k not in ("FP32", "edgekit (plain command)") and "task" in v}
+    others = {k: v for k, v in rows.items() if k != "FP32" and not k.startswith("edgekit") and "task" in v}
     if "task" not in ours or not others:
         return {"task_at_least_best_peer": None, "speed_at_least_095_fastest": None}
     sign = 1 if case.higher_is_better else -1
@@ -321,8 +329,9 @@ def table(results: dict) -> list[str]:
                 lines.append(f"| {label} | failed: {row['error'][:90]} | | |")
             else:
                 lines.append(f"| {label} | {row['task']:.4f} | {row['size_kib']:.0f} | {row['speedup']:.2f}x |")
-        used = result["rows"].get("edgekit (plain command)", {}).get("techniques")
-        lines += ["", describe_techniques(used)] if used else []
+        for label in ("edgekit (plain command)", "edgekit, equalize + learned rounding forced"):
+            used = result["rows"].get(label, {}).get("techniques")
+            lines += ["", f"{label}: {describe_techniques(used)}"] if used else []
         lines += ["", f"edgekit's task metric at least the best peer's: {result['task_at_least_best_peer']}; "
                   f"speed-up at least 0.95x the fastest peer's: {result['speed_at_least_095_fastest']}", ""]
     return lines

@@ -78,3 +78,22 @@ def tiny_fp32_onnx(tmp_path_factory, tiny_weights) -> Path:
     module = load_model("tiny_models:resnet_tiny", tiny_weights).module
     export_onnx(module, (torch.zeros(1, 1, 8, 8),), ["x"], root / "raw.onnx")
     return preprocess(root / "raw.onnx", root / "fp32.onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A 2-layer Llama (grouped-query attention) with a BPE tokenizer trained on Python's docs, saved as a
+    transformers folder (fixtures/llm_fixtures.py)."""
+    from llm_fixtures import tiny_causal_lm
+
+    folder = tmp_path_factory.mktemp("llama") / "tiny-llama"
+    tiny_causal_lm(folder, "llama")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_genai(tmp_path_factory, tiny_llama) -> Path:
+    """`tiny_llama` exported FP32 through the ONNX Runtime GenAI builder (KV cache)."""
+    from edgekit.llm.export import build_genai
+
+    return build_genai(tiny_llama, tmp_path_factory.mktemp("genai") / "fp32", "fp32")

@@ -37,6 +37,9 @@ def command(
         emit_json(info)
         return
     console = Console()
+    if info["format"] == "causal-lm":
+        _print_causal_lm(console, info)
+        return
     console.print(f"[bold]{model}[/]: {info['params']:,} params, {info['macs'] / 1e6:.2f} MMACs per sample")
     if "layers" in info:
         table = Table(title="layers")
@@ -51,3 +54,15 @@ def command(
         for g in info["prunable_groups"]:
             groups.add_row(g["root"], str(g["channels"]), ", ".join(g["layers"]))
         console.print(groups)
+
+
+def _print_causal_lm(console, info: dict) -> None:
+    params = f"{info['params']:,}" if info.get("params") else "unknown"
+    console.print(f"[bold]{info['model']}[/]: {info['architecture']}, {params} params ({info.get('dtype') or '?'})")
+    table = Table(title="causal language model")
+    table.add_column("field")
+    table.add_column("value")
+    for key in ("layers", "hidden_size", "intermediate_size", "heads", "kv_heads", "head_dim", "vocab", "context",
+                "tied_embeddings", "tokenizer", "exporter"):
+        table.add_row(key.replace("_", " "), str(info.get(key)))
+    console.print(table)

@@ -1,4 +1,5 @@
-"""`edgekit inspect`: params, MACs, layers and prunable channel groups of a model."""
+"""`edgekit inspect`: params, MACs, layers and prunable channel groups of a model; for a causal language model,
+its shape read from the config (llm/info.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from edgekit.files import scratch_dir
 
 def run_inspect(spec: str, weights: str | None, data: str | None,
                 input_shape: list[int] | None = None) -> dict[str, Any]:
+    from edgekit.llm.info import causal_lm_info, is_causal_lm
     from edgekit.models import load_model
 
+    if is_causal_lm(spec):
+        return causal_lm_info(spec)
     model = load_model(spec, weights)
     if model.is_onnx:
         params, macs = onnx_params_and_macs(model.onnx_path)

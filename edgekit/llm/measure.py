@@ -1,0 +1,95 @@
+"""Measuring a language-model artifact the way its users do: quality against the FP model on held-out text
+(perplexity, mean KL divergence per token, top-1 next-token agreement, greedy continuations that match) and
+speed through ONNX Runtime GenAI (prefill and decode tokens per second, time to first token).
+
+Quality reads the exported model's own logits: one prefill of a held-out block returns the logits of every
+position, which are compared with the FP model's for the same block, one block at a time (a block's
+[positions, vocabulary] logits are the largest thing held, whatever the corpus size).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def genai_block_logits(genai_dir: str | Path, block: np.ndarray, model=None) -> np.ndarray:
+    """[positions, vocab] logits of the exported model over one block (a single prefill)."""
+    import onnxruntime_genai as og
+
+    model = model or og.Model(str(genai_dir))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(block) + 1)
+    generator = og.Generator(model, params)
+    generator.append_tokens([int(t) for t in block])
+    return np.asarray(generator.get_output("logits"), np.float32)[0]
+
+
+def reference_block_logits(model, block: np.ndarray) -> np.ndarray:
+    """[positions, vocab] logits of a transformers causal LM over one block."""
+    import torch
+
+    with torch.no_grad():
+        return model(torch.from_numpy(np.asarray(block, np.int64))[None]).logits[0].float().numpy()
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def compare_logits(candidate: np.ndarray, reference: np.ndarray, block: np.ndarray) -> dict[str, float]:
+    """Sums over one block's next-token predictions (positions 0..n-2 predict tokens 1..n-1)."""
+    cand, ref = _log_softmax(candidate[:-1].astype(np.float64)), _log_softmax(reference[:-1].astype(np.float64))
+    targets = np.asarray(block[1:], np.int64)
+    rows = np.arange(len(targets))
+    kl = np.sum(np.exp(ref) * (ref - cand), axis=-1)
+    return {"tokens": float(len(targets)), "nll": float(-cand[rows, targets].sum()),
+            "reference_nll": float(-ref[rows, targets].sum()), "kl": float(kl.sum()),
+            "agree": float(np.sum(cand.argmax(-1) == ref.argmax(-1)))}
+
+
+def quality(genai_dir: str | Path, reference_model, blocks: np.ndarray) -> dict[str, float]:
+    """Perplexity of the artifact and of the FP model, mean KL(FP || artifact) per token, top-1 agreement."""
+    import onnxruntime_genai as og
+
+    model = og.Model(str(genai_dir))
+    total: dict[str, float] = {}
+    for block in blocks:
+        part = compare_logits(genai_block_logits(genai_dir, block, model), reference_block_logits(reference_model, block),
+                              block)
+        for key, value in part.items():
+            total[key] = total.get(key, 0.0) + value
+    tokens = total["tokens"]
+    return {"perplexity": float(np.exp(total["nll"] / tokens)),
+            "reference_perplexity": float(np.exp(total["reference_nll"] / tokens)),
+            "kl_per_token": total["kl"] / tokens, "top1_agreement": total["agree"] / tokens, "tokens": int(tokens)}
+
+
+def speed(genai_dir: str | Path, prompt: list[int], new_tokens: int, repeats: int = 3) -> dict[str, float]:
+    """Median over repeats: time to first token (the prefill and one step), prefill and decode tokens/s."""
+    import onnxruntime_genai as og
+
+    model = og.Model(str(genai_dir))
+    ttft, decode = [], []
+    for _ in range(repeats + 1):  # the first run warms the session up and is not counted
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(prompt) + new_tokens, min_length=len(prompt) + new_tokens,
+                                  do_sample=False)
+        generator = og.Generator(model, params)
+        start = time.perf_counter()
+        generator.append_tokens(prompt)
+        generator.generate_next_token()
+        first = time.perf_counter()
+        steps = 1
+        while not generator.is_done():
+            generator.generate_next_token()
+            steps += 1
+        end = time.perf_counter()
+        ttft.append(first - start)
+        decode.append((steps - 1) / max(end - first, 1e-9))
+    ttft_s, decode_s = float(np.median(ttft[1:])), float(np.median(decode[1:]))
+    return {"ttft_ms": 1000 * ttft_s, "prefill_tok_s": len(prompt) / ttft_s, "decode_tok_s": decode_s,
+            "prompt_tokens": len(prompt), "new_tokens": new_tokens}

@@ -1,0 +1,39 @@
+"""Language-model quality and speed measures: known numbers on made-up logits, then real exports."""
+
+import numpy as np
+import pytest
+
+
+def test_the_measures_on_known_logits():
+    from edgekit.llm.measure import compare_logits
+
+    block = np.array([0, 1, 1, 0])
+    reference = np.log(np.array([[0.5, 0.5], [0.25, 0.75], [0.9, 0.1], [0.5, 0.5]]))
+    same = compare_logits(reference, reference, block)
+    assert same["kl"] == pytest.approx(0.0) and same["agree"] == 3 and same["tokens"] == 3
+    assert same["nll"] == pytest.approx(-(np.log(0.5) + np.log(0.75) + np.log(0.9)))
+    flipped = np.log(np.array([[0.5, 0.5], [0.75, 0.25], [0.9, 0.1], [0.5, 0.5]]))
+    other = compare_logits(flipped, reference, block)
+    kl = 0.25 * np.log(0.25 / 0.75) + 0.75 * np.log(0.75 / 0.25)
+    assert other["kl"] == pytest.approx(kl) and other["agree"] == 2
+
+
+def test_fp32_export_matches_its_model_and_int4_measures_worse(tmp_path, tiny_llama, tiny_llama_genai):
+    from transformers import AutoModelForCausalLM
+
+    from edgekit.llm.corpus import corpus_splits, load_tokenizer
+    from edgekit.llm.export import build_genai
+    from edgekit.llm.measure import quality, speed
+
+    from llm_fixtures import python_docs
+
+    (tmp_path / "docs.txt").write_text("\n\n".join(" ".join(d.split()) for d in python_docs()[:40]))
+    blocks = corpus_splits(tmp_path / "docs.txt", load_tokenizer(tiny_llama), 64, (0.5, 0.25, 0.25))["eval"].ids[:4]
+    reference = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    fp32 = quality(tiny_llama_genai, reference, blocks)
+    assert fp32["kl_per_token"] < 1e-6 and fp32["top1_agreement"] == 1.0
+    assert fp32["perplexity"] == pytest.approx(fp32["reference_perplexity"], rel=1e-4) and fp32["tokens"] == 4 * 63
+    int4 = quality(build_genai(tiny_llama, tmp_path / "int4", "int4"), reference, blocks)
+    assert int4["kl_per_token"] > 100 * max(fp32["kl_per_token"], 1e-9)
+    timing = speed(tiny_llama_genai, blocks[0][:32].tolist(), 8, repeats=2)
+    assert timing["ttft_ms"] > 0 and timing["decode_tok_s"] > 0 and timing["prefill_tok_s"] > 0
