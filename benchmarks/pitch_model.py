@@ -5,8 +5,8 @@ through edgekit, judged by the pitch it reads.
 
 Rows, one run: FP32; static INT8 (`--quant static`); 30% of the channels pruned without recovery (`--prune 0.3
 --quant none`); pruned 30% + QAD, the default for `--prune 0.3` (distillation recovery, then INT8). Training
-and calibration frames are harmonic tones with noise (tests/fixtures/real_data.py, seed 0); evaluation uses
-unseen tones (seed 1) and espeak-ng speech (where installed). Columns: size, paired batch-1 speed-up against
+and calibration frames are harmonic tones with noise (tests/fixtures/real_data.py, seed 0) and espeak-ng
+speech (where installed); evaluation uses unseen tones (seed 1) and other sentences. Columns: size, paired batch-1 speed-up against
 the FP32 graph, median |pitch error| in cents against the tones' true f0, and the share of frames (tones,
 speech) whose pitch is within 50 cents of the FP32 model's. Writes benchmarks/out/pitch_model.{md,json}.
 """
@@ -62,7 +62,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         spec = rd.crepe_factory(work, SHARED)
-        np.savez(work / "frames.npz", x=rd.pitch_frames(args.frames, seed=0)[0])
+        train = [rd.pitch_frames(args.frames, seed=0)[0]]
+        if rd.espeak_available():  # speech as well as tones, as a user's own recordings would be (other sentences)
+            train.append(rd.speech_frames(work / "train-speech", seed=0))
+        np.savez(work / "frames.npz", x=np.concatenate(train))
         tones, f0 = rd.pitch_frames(300, seed=1)
         speech = rd.speech_frames(work / "speech", seed=1) if rd.espeak_available() else None
         models = {label: compress(work, spec, work / "frames.npz", i, extra) for i, (label, extra) in enumerate(RUNS.items())}
@@ -82,7 +85,8 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / "pitch_model.json").write_text(json.dumps(rows, indent=1))
     lines = ["# CREPE tiny pitch CNN through edgekit (PyTorch path)", "",
-             f"`python benchmarks/pitch_model.py` (one run; {args.frames} training/calibration frames; 300 unseen tones"
+             f"`python benchmarks/pitch_model.py` (one run; {args.frames} tone frames"
+             + (" and espeak-ng speech" if speech is not None else "") + " to train and calibrate; 300 unseen tones"
              + (f", {len(speech)} espeak-ng speech frames" if speech is not None else "") + "; 1 thread, batch 1).", "",
              "| model | size KiB | speed-up vs FP32 | median pitch error (cents, tones) | tones within 50 c of FP32 |"
              " speech within 50 c of FP32 |", "|---|---:|---:|---:|---:|---:|"]
