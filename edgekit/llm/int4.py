@@ -119,3 +119,55 @@ def _unpack(packed: np.ndarray, bits: int) -> np.ndarray:
     if bits == 8:
         return packed.astype(np.float32)
     return np.stack([packed & 15, packed >> 4], axis=-1).reshape(*packed.shape[:-1], -1).astype(np.float32)
+
+def gptq(weight: np.ndarray, hessian: np.ndarray, damp: float = 0.01) -> Int4Weight:
+    """INT4 with error compensation (GPTQ): input columns are rounded in order, and each column's rounding
+    error is spread over the columns not yet rounded, weighted by the inverse of H = X^T X (the layer's
+    inputs on calibration text), so the layer's output, not each weight, stays close. Each block's scale is
+    taken from its columns as they stand when the block is reached, on the same symmetric grid as RTN."""
+    import torch
+
+    w = torch.tensor(weight, dtype=torch.float64)
+    out, inputs = w.shape
+    h = torch.tensor(hessian, dtype=torch.float64)
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1
+    w[:, dead] = 0
+    h += damp * torch.mean(torch.diag(h)) * torch.eye(inputs, dtype=torch.float64)
+    upper = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    q = torch.zeros((out, inputs), dtype=torch.uint8)
+    scales = torch.zeros((out, inputs // BLOCK), dtype=torch.float64)
+    for column in range(inputs):
+        if column % BLOCK == 0:
+            block = w[:, column:column + BLOCK]
+            scale = block.abs().max(dim=1).values / 7
+            scales[:, column // BLOCK] = torch.where(scale == 0, torch.ones_like(scale), scale)
+        scale = scales[:, column // BLOCK]
+        level = torch.clamp(torch.round(w[:, column] / scale) + 8, 0, 15)
+        q[:, column] = level.to(torch.uint8)
+        error = (w[:, column] - (level - 8) * scale) / upper[column, column]
+        w[:, column + 1:] -= error[:, None] * upper[column, column + 1:][None, :]
+    return Int4Weight(q.numpy(), scales.numpy().astype(np.float32), np.full(scales.shape, 8, np.uint8))
+
+
+def layer_hessians(model, blocks: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """H = sum of x x^T over every token's input to each named linear layer, on calibration blocks."""
+    import torch
+
+    modules = dict(model.named_modules())
+    sums = {name: None for name in names}
+
+    def hook(name):
+        def record(_module, args):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+            sums[name] = x.T @ x if sums[name] is None else sums[name] + x.T @ x
+        return record
+    handles = [modules[name.removesuffix(".weight")].register_forward_pre_hook(hook(name)) for name in names]
+    try:
+        with torch.no_grad():
+            for block in blocks:
+                model(torch.from_numpy(np.asarray(block, np.int64))[None])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: value.numpy() for name, value in sums.items() if value is not None}
