@@ -282,7 +282,8 @@ def techniques(out: Path) -> dict:
     fallback = export.get("fallback", {})
     return {"range_method": calibrate.get("chosen_method"), "equalize": calibrate.get("equalize"),
             "bias_correction": export.get("bias_correction"),
-            "rounding": export.get("rounding"), "fallback_nodes": len(fallback.get("fallback") or []),
+            "rounding": export.get("rounding"), "concat_heads": export.get("concat_heads"),
+            "fallback_nodes": len(fallback.get("fallback") or []),
             "latency_ms_all_int8": fallback.get("latency_ms_all_int8"),
             "latency_ms_with_fallback": fallback.get("latency_ms_with_fallback"),
             "floor_held_on_eval": fallback.get("within_floor_on_eval")}
@@ -293,7 +294,8 @@ def describe_techniques(t: dict) -> str:
     def judged(entry: dict | None, before: str, after: str, count: str = "layers") -> str:
         if not entry or not entry.get(count):
             return "not tried" + (f" ({entry['why']})" if entry and entry.get("why") else "")
-        return (f"{'kept' if entry['kept'] else 'not kept'}, {entry[count]} {count}, worst group "
+        amount = len(entry[count]) if isinstance(entry[count], list) else entry[count]
+        return (f"{'kept' if entry['kept'] else 'not kept'}, {amount} {count}, worst group "
                 f"{entry.get(before)} -> {entry.get(after)} dB")
     cost = ""
     if t["fallback_nodes"] and t.get("latency_ms_all_int8"):
@@ -301,7 +303,8 @@ def describe_techniques(t: dict) -> str:
     return (f"ranges {t['range_method']}; equalization "
             f"{judged(t.get('equalize'), 'worst_sqnr_db_plain', 'worst_sqnr_db_equalized', 'tensors')}; bias correction "
             f"{judged(t['bias_correction'], 'worst_sqnr_db_without', 'worst_sqnr_db_with')}; learned rounding "
-            f"{judged(t['rounding'], 'worst_sqnr_db_nearest', 'worst_sqnr_db_learned')}; "
+            f"{judged(t['rounding'], 'worst_sqnr_db_nearest', 'worst_sqnr_db_learned')}; concat heads "
+            f"{judged(t.get('concat_heads'), 'worst_sqnr_db_shared', 'worst_sqnr_db_separate', 'nodes')}; "
             f"{t['fallback_nodes']} nodes kept in FP32{cost}; floor held on the evaluation split: {t['floor_held_on_eval']}")
 
 

@@ -173,3 +173,10 @@ def to_json(data: Any) -> str:
     from edgekit.files import json_text
 
     return json_text(data)
+
+
+def language_model_report(report: dict[str, Any]) -> str:
+    """report.md's text for a causal language model's `compress` report."""
+    from edgekit.runs.compress_llm import render
+
+    return render(report)

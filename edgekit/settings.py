@@ -57,6 +57,7 @@ class QuantMode(str, Enum):
     QAD = "qad"
     STATIC = "static"
     DYNAMIC = "dynamic"
+    INT4 = "int4"  # weight-only, blocks of 32: causal language models
     NONE = "none"
 
     @property
@@ -135,6 +136,17 @@ class CalibSettings(Section):
         "auto", "INT8 weight rounding: nearest, or learned layer by layer on the calibration split (AdaRound); "
         "auto: learned where nearest misses the fidelity floor and, learned on half the split, it measures "
         "closer on the other half.")
+
+
+class LlmSettings(Section):
+    """Causal language models: how text is cut and how INT4 weights are rounded."""
+
+    block_size: int = option(128, "Tokens per text block (language models): calibration and evaluation "
+                             "units.", ge=8)
+    int4_method: Literal["gptq", "rtn"] = option(
+        "gptq", "INT4 rounding (language models): gptq compensates each weight's error with the input "
+        "statistics of the calibration text; rtn rounds to nearest.")
+    new_tokens: int = option(128, "Tokens generated when timing decode (language models).", ge=1)
 
 
 class FidelitySettings(Section):
@@ -247,7 +259,8 @@ TRAINING_SPLIT, POST_TRAINING_SPLIT = "0.7,0.1,0.2", "0,0.6,0.4"
 
 class CompressConfig(Composed):
     SECTIONS: ClassVar[dict[str, type[Section]]] = {"pruning": PruneSettings, "calibration": CalibSettings,
-                                                    "qad": QadSettings, "fidelity": FidelitySettings}
+                                                    "qad": QadSettings, "fidelity": FidelitySettings,
+                                                    "llm": LlmSettings}
     model: str = option(help="transformers folder, package.module:factory, example:NAME, or .onnx")
     data: str = option(help=".npz, folder of .npz, image folder with preprocess.yaml, or example:mnist")
     out: Path = option(help="Output folder; OUT/<target>/ holds the artifact.")
@@ -257,8 +270,9 @@ class CompressConfig(Composed):
     teacher_weights: str | None = option(None, "Teacher weights file.")
     eval_data: str | None = option(None, "Separate evaluation data (else a split of --data).")
     quant: QuantMode | None = option(None, "INT8 by quantization-aware distillation, static or dynamic "
-                                     "calibration, or none (FP32). (default: qad for a PyTorch model, static "
-                                     "for an .onnx one, which cannot be trained)")
+                                     "calibration, weight-only INT4 (causal language models), or none (FP32). "
+                                     "(default: qad for a PyTorch model, static for an .onnx one, which cannot be "
+                                     "trained, int4 for a causal language model)")
     max_accuracy_drop: float | None = option(None, "Search the fastest pruning within this many points, fall "
                                              "back to FP32 layers to meet it, refuse to publish beyond it.", ge=0)
     split: str | None = option(None, "train,calib,eval fractions of --data. (default: 0.7,0.1,0.2 when "
@@ -269,6 +283,7 @@ class CompressConfig(Composed):
     calibration: CalibSettings = CalibSettings()
     qad: QadSettings = QadSettings()
     fidelity: FidelitySettings = FidelitySettings()
+    llm: LlmSettings = LlmSettings()
     _quant_by_default: bool = PrivateAttr(False)
     _split_by_default: bool = PrivateAttr(False)
 
@@ -285,9 +300,27 @@ class CompressConfig(Composed):
     def _cross_rules(self) -> "CompressConfig":
         from edgekit.data.splits import parse_fractions
 
+        from edgekit.llm.info import is_causal_lm
+
+        language_model = is_causal_lm(self.model)
         if self.quant is None:
-            self.quant = QuantMode.STATIC if self.model.endswith(".onnx") else QuantMode.QAD
+            self.quant = (QuantMode.INT4 if language_model else QuantMode.STATIC if self.model.endswith(".onnx")
+                          else QuantMode.QAD)
             self._quant_by_default = True
+        if language_model:
+            if self.quant not in (QuantMode.INT4, QuantMode.NONE):
+                raise InputError(f"--quant {self.quant.value}: a causal language model takes --quant int4 "
+                                 "(weight-only, blocks of 32) or none")
+            if self.pruning.ratio > 0:
+                raise InputError("--prune: structured pruning of a causal language model is not available; "
+                                 "drop --prune")
+            if self.split is None:
+                self.split = "0,0.5,0.5"  # nothing trains: calibration text and held-out text
+                self._split_by_default = True
+            return self
+        if self.quant is QuantMode.INT4:
+            raise InputError("--quant int4 is weight-only INT4 for causal language models; for this model use qad, "
+                             "static, dynamic or none")
         searches = self.max_accuracy_drop is not None and not self.model.endswith(".onnx")  # a pruning search
         trains = self.quant.trains or self.pruning.ratio > 0 or bool(self.pruning.layer_ratios) or searches
         if self.split is None:

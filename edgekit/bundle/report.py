@@ -109,6 +109,12 @@ def _int8_section(report: dict[str, Any]) -> list[str]:
         lines.append(f"Bias correction: {bias['layers']} layers, {'kept' if bias['kept'] else 'not kept'} "
                      f"(worst group {_fmt(bias.get('worst_sqnr_db_without'))} -> {_fmt(bias.get('worst_sqnr_db_with'))} dB "
                      "on held-out calibration samples).")
+    heads = export.get("concat_heads") or {}
+    if heads.get("nodes"):
+        lines.append(f"Concatenated output heads {', '.join(f'`{n}`' for n in heads['nodes'])}: "
+                     f"{'kept float, a scale per branch' if heads['kept'] else 'quantized (a scale per branch measured no better)'}"
+                     f" (worst group {_fmt(heads.get('worst_sqnr_db_shared'))} dB with one scale, "
+                     f"{_fmt(heads.get('worst_sqnr_db_separate'))} dB with one per branch).")
     rounding = export.get("rounding") or {}
     if rounding.get("layers"):
         lines.append(f"Learned weight rounding: {rounding['layers']} layers, "

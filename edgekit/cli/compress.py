@@ -42,5 +42,9 @@ def command(
         return  # a torchrun process other than 0: process 0 reports
     if as_json:
         emit_json(report)
+    elif report.get("format") == "causal-lm":
+        from edgekit.api import language_model_report
+
+        print(language_model_report(report))
     else:
         summary_table(report, f"edgekit compress → {Path(options['out']) / report['target']}")

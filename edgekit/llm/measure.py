@@ -9,7 +9,6 @@ position, which are compared with the FP model's for the same block, one block a
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -69,27 +68,16 @@ def quality(genai_dir: str | Path, reference_model, blocks: np.ndarray) -> dict[
 
 
 def speed(genai_dir: str | Path, prompt: list[int], new_tokens: int, repeats: int = 3) -> dict[str, float]:
-    """Median over repeats: time to first token (the prefill and one step), prefill and decode tokens/s."""
+    """Time to first token, prefill and decode tokens/s of greedy generation (measure/latency.py times it)."""
     import onnxruntime_genai as og
 
+    from edgekit.measure.latency import time_generation
+
     model = og.Model(str(genai_dir))
-    ttft, decode = [], []
-    for _ in range(repeats + 1):  # the first run warms the session up and is not counted
+
+    def new_generator():
         params = og.GeneratorParams(model)
         params.set_search_options(max_length=len(prompt) + new_tokens, min_length=len(prompt) + new_tokens,
                                   do_sample=False)
-        generator = og.Generator(model, params)
-        start = time.perf_counter()
-        generator.append_tokens(prompt)
-        generator.generate_next_token()
-        first = time.perf_counter()
-        steps = 1
-        while not generator.is_done():
-            generator.generate_next_token()
-            steps += 1
-        end = time.perf_counter()
-        ttft.append(first - start)
-        decode.append((steps - 1) / max(end - first, 1e-9))
-    ttft_s, decode_s = float(np.median(ttft[1:])), float(np.median(decode[1:]))
-    return {"ttft_ms": 1000 * ttft_s, "prefill_tok_s": len(prompt) / ttft_s, "decode_tok_s": decode_s,
-            "prompt_tokens": len(prompt), "new_tokens": new_tokens}
+        return og.Generator(model, params)
+    return {**time_generation(new_generator, prompt, repeats), "prompt_tokens": len(prompt), "new_tokens": new_tokens}

@@ -56,6 +56,31 @@ def median_ms(sess, feed: dict, warmup: int, runs: int) -> float:
     return percentiles(time_runs(sess, feed, warmup, runs))["p50"]
 
 
+def time_generation(new_generator, prompt: list[int], repeats: int) -> dict[str, float]:
+    """A token generator timed the way its users feel it: the median over `repeats` (after one untimed run)
+    of the time to first token (the prompt's prefill and one step) and of decode tokens/s after it.
+    `new_generator()` gives a fresh generator with `append_tokens`, `generate_next_token` and `is_done`
+    (ONNX Runtime GenAI's), set to stop after the new tokens wanted."""
+    import numpy as np
+
+    ttft, decode = [], []
+    for _ in range(repeats + 1):
+        generator = new_generator()
+        start = time.perf_counter()
+        generator.append_tokens(prompt)
+        generator.generate_next_token()
+        first = time.perf_counter()
+        steps = 0
+        while not generator.is_done():
+            generator.generate_next_token()
+            steps += 1
+        end = time.perf_counter()
+        ttft.append(first - start)
+        decode.append(steps / max(end - first, 1e-9))
+    ttft_s = float(np.median(ttft[1:]))
+    return {"ttft_ms": 1000 * ttft_s, "prefill_tok_s": len(prompt) / ttft_s, "decode_tok_s": float(np.median(decode[1:]))}
+
+
 def measure_in_process(path, feed: dict, warmup: int, runs: int, threads: int) -> dict:
     """`measure` in a child process (its peak memory then is the model's own)."""
     import subprocess

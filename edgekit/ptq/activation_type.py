@@ -88,7 +88,7 @@ def _cpu_name() -> str:
 def _measure(rounds: int = 5) -> dict[str, float]:
     from edgekit.backends.ort import session
     from edgekit.data.samples import SampleSet
-    from edgekit.measure.latency import median_ms
+    from edgekit.measure.latency import median_ms, percentiles
     from edgekit.ptq.qdq import quantize_qdq
     from edgekit.ptq.statistics import calibrate
 
@@ -106,7 +106,7 @@ def _measure(rounds: int = 5) -> dict[str, float]:
         for _ in range(rounds):
             for kind, sess in sessions.items():
                 samples[kind].append(median_ms(sess, feed, 0, 20))
-    return {kind: round(float(np.median(values)), 4) for kind, values in samples.items()}
+    return {kind: round(percentiles(values)["p50"], 4) for kind, values in samples.items()}
 
 
 def _probe_graph(path: Path) -> Path:

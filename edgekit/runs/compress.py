@@ -43,7 +43,13 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
 
 
 def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
+    from edgekit.llm.info import is_causal_lm
+
     target = load_target(cfg.target)
+    if is_causal_lm(cfg.model):
+        from edgekit.runs.compress_llm import run_llm_compress
+
+        return run_llm_compress(cfg, target)
     student = load_model(cfg.model, cfg.weights)
     if student.is_onnx and cfg.quant_by_default:
         console.log(f"--quant {cfg.quant.value}: the default for an ONNX model (QAD and pruning need a PyTorch one)")

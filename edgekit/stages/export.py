@@ -108,10 +108,11 @@ class ExportStage:
 
         fp32, names = artifact.path("onnx"), artifact.input_names
         floor = OutputFloor(fp32, ctx.splits.calib, names, self.fidelity)
-        learned, rounding = self._learned_rounding(ctx, fp32, names, ranges, floor, out)
+        heads, head_record = self._separate_heads(fp32, ranges, floor, out)
+        learned, rounding = self._learned_rounding(ctx, fp32, names, ranges, floor, out, heads)
 
         def rounded(exclude: list[str], path: Path) -> Path:
-            quantize_qdq(fp32, path, ranges, self.method, self.scheme, exclude=exclude)
+            quantize_qdq(fp32, path, ranges, self.method, self.scheme, exclude=[*heads, *exclude])
             if learned:
                 apply_rounding(path, learned)
             return path
@@ -134,7 +135,24 @@ class ExportStage:
 
         result = fallback_search(quantize, fp32, out, ctx.splits.calib, names, excess_of, latency_of)
         _say_what_fell_back(result, fp32)
-        return {"fallback": {**result, "floor": floor.describe()}, "bias_correction": correction, "rounding": rounding}
+        return {"fallback": {**result, "floor": floor.describe()}, "bias_correction": correction, "rounding": rounding,
+                "concat_heads": head_record}
+
+    def _separate_heads(self, fp32: Path, ranges: dict, floor, out: Path) -> tuple[list[str], dict]:
+        """(Concat heads to keep float, report): kept where the all-INT8 graph measures closer to the floor on
+        the calibration split with them float than with them quantized (ptq/heads.py)."""
+        from edgekit.ptq.heads import concat_heads
+        from edgekit.ptq.qdq import quantize_qdq
+
+        found = concat_heads(fp32)
+        if not found or self.mode is QuantMode.QAD:
+            return [], {"nodes": [], "kept": False}
+        shared = floor.try_measure(quantize_qdq(fp32, out, ranges, self.method, self.scheme))
+        separate = floor.try_measure(quantize_qdq(fp32, out, ranges, self.method, self.scheme, exclude=found))
+        kept = floor.rank(separate) < floor.rank(shared)
+        return (found if kept else []), {"nodes": found, "kept": kept,
+                                          "worst_sqnr_db_shared": shared.get("worst_sqnr_db"),
+                                          "worst_sqnr_db_separate": separate.get("worst_sqnr_db")}
 
     def _compare_on_eval(self, ctx, artifact: Artifact, outputs: dict, extra: dict) -> None:
         """The exported graph's evaluation outputs (already computed) against the FP32 graph's, output by output."""
@@ -144,7 +162,8 @@ class ExportStage:
         extra["outputs"] = floor.compare(outputs)
         extra["fallback"]["within_floor_on_eval"] = floor.excess(extra["outputs"]) == 0
 
-    def _learned_rounding(self, ctx, fp32: Path, names: list[str], ranges: dict, floor, out: Path):
+    def _learned_rounding(self, ctx, fp32: Path, names: list[str], ranges: dict, floor, out: Path,
+                          heads: list[str]):
         """(learned INT8 weights or None, report). Learning costs seconds per layer, so auto tries it only
         where nearest rounding misses the floor (before nodes fall back to FP32, which costs speed), learns
         on one half of the calibration split and keeps it where it measures closer on the other half."""
@@ -155,7 +174,7 @@ class ExportStage:
         calib = ctx.splits.calib
         if self.rounding == "nearest" or self.mode is QuantMode.QAD:
             return None, {"kept": False}  # QAD trained its weights under nearest rounding
-        quantize_qdq(fp32, out, ranges, self.method, self.scheme)
+        quantize_qdq(fp32, out, ranges, self.method, self.scheme, exclude=heads)
         if self.rounding == "learned":
             learned = learn_rounding(out, fp32, calib, names)
             return learned, {"kept": bool(learned), "layers": len(learned)}

@@ -108,7 +108,8 @@ def test_samples_of_different_sizes_are_quantized_and_measured(tmp_path):
     """ppocrv3_ch_det takes any page size; its outputs then differ in size too (np.stack crashed)."""
     result = run_cli("compress", "--model", SHARED / "ppocrv3_ch_det.onnx", "--data", _pages(tmp_path / "pages"),
                      "--target", "x86-64", "--out", tmp_path / "o", "--json", "--calib", "minmax",  # shapes, not ranges
-                     "--rounding", "nearest", "--equalize", "off")
+                     "--rounding", "nearest", "--equalize", "off", "--min-sqnr", "0", "--min-decision-f1", "0",
+                     "--min-agreement", "0")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["final"]["eval_samples"] == report["fp32"]["eval_samples"] == 8  # 0.4 of 20: the post-training split

@@ -28,6 +28,7 @@ def _fp32_crepe(factory_dir):
     return model.eval()
 
 
+@pytest.mark.slow  # 20 s; benchmarks/pitch_model.py measures the same path on tones and speech
 def test_pruned_and_quantized_pitch_model_reads_the_pitch_of_unseen_tones(tmp_path, monkeypatch):
     """The model's forward reshapes to a fixed `self.in_features` before its classifier: pruning its last
     convolution made the pruned model fail (a traceback) until that layer is kept whole. 30% of the channels

@@ -67,7 +67,7 @@ def test_distill_and_qad_share_the_training_knobs_with_their_own_defaults():
 @pytest.mark.parametrize("options, message", [
     (dict(prune=1.5), "--prune 1.5 is outside [0, 1)"),
     (dict(calib="best"), "--calib:"),
-    (dict(quant="int4"), "--quant:"),
+    (dict(quant="int3"), "--quant:"),
     (dict(min_channels=0), "--min-channels 0 must be at least 1"),
     (dict(epochs=0), "--epochs 0 must be at least 1"),
     (dict(learning_rate=3), "--learning-rate is not a setting of edgekit compress"),
