@@ -100,11 +100,17 @@ class Target(BaseModel):
         return self
 
 
-def host_target() -> str:
-    """The built-in target matching this machine, so host timings measure the host's INT8 form."""
+def host_arch() -> str:
+    """This machine's architecture in a target's terms (`arch:`)."""
     import platform
 
-    return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86-64"
+    machine = platform.machine().lower()
+    return "aarch64" if machine in ("aarch64", "arm64") else "x86_64" if machine in ("x86_64", "amd64") else machine
+
+
+def host_target() -> str:
+    """The built-in target matching this machine, so host timings measure the host's INT8 form."""
+    return "arm64" if host_arch() == "aarch64" else "x86-64"
 
 
 def builtin_targets() -> dict[str, Path]:

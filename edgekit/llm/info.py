@@ -8,6 +8,7 @@ GGUF file (llama.cpp's format, read with the `gguf` package).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,7 @@ def _weight_headers(path: Path) -> tuple[int | None, str | None]:
         with safe_open(str(file), framework="np") as handle:
             for name in handle.keys():
                 view = handle.get_slice(name)
-                count = 1
-                for dim in view.get_shape():
-                    count *= dim
-                total += count
+                total += math.prod(view.get_shape())
                 dtypes.add(view.get_dtype())
     return total, "/".join(sorted(dtypes)).lower()
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.files import cache_root, scratch_dir
-from edgekit.target import SCHEMES, QuantScheme, Target
+from edgekit.target import SCHEMES, QuantScheme, Target, host_arch
 
 TYPES = {"uint8": "ort-u8s8", "int8": "ort-s8s8"}
 
@@ -35,7 +35,7 @@ def activation_scheme(target: Target, choice: str) -> tuple[QuantScheme, dict]:
     if choice in TYPES:
         return SCHEMES[TYPES[choice]], {"activations": choice, "why": "given"}
     preset = "int8" if target.scheme.signed_activations else "uint8"
-    machine = _host_arch()
+    machine = host_arch()
     if machine != target.arch:
         return target.scheme, {"activations": preset, "why": f"the target's preset: not measured on this "
                                                               f"{machine} host for an {target.arch} board"}
@@ -43,11 +43,6 @@ def activation_scheme(target: Target, choice: str) -> tuple[QuantScheme, dict]:
     faster = min(timings, key=timings.get)
     return SCHEMES[TYPES[faster]], {"activations": faster, "why": "measured on this CPU (probe graph, batch 1)",
                                     "probe_ms": timings}
-
-
-def _host_arch() -> str:
-    machine = platform.machine().lower()
-    return "aarch64" if machine in ("aarch64", "arm64") else "x86_64" if machine in ("x86_64", "amd64") else machine
 
 
 @lru_cache(maxsize=1)

@@ -41,11 +41,10 @@ def run_llm_compress(cfg: CompressConfig, target: Target) -> dict[str, Any]:
         if len(splits[name]) == 0:
             raise DataError(f"{cfg.data}: the {name} split has no block of {cfg.llm.block_size} tokens; give more "
                             "text, a smaller --block-size or another --split")
-    execution = "cpu"
     with claimed_output(cfg.out, cfg.force, cfg.resume, input_paths(cfg.flat())):
         work = cfg.out / "work"
         work.mkdir(parents=True, exist_ok=True)
-        report = _build_and_measure(cfg, target, info, splits, work, execution)
+        report = _build_and_measure(cfg, target, info, splits, work)
         with atomic_dir(cfg.out / target.name, replace=True) as tmp:
             for item in (work / "final").iterdir():
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
@@ -54,7 +53,7 @@ def run_llm_compress(cfg: CompressConfig, target: Target) -> dict[str, Any]:
         return report
 
 
-def _build_and_measure(cfg, target, info, splits, work: Path, execution: str) -> dict[str, Any]:
+def _build_and_measure(cfg, target, info, splits, work: Path) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM
 
     from edgekit.llm.export import build_genai
@@ -63,14 +62,14 @@ def _build_and_measure(cfg, target, info, splits, work: Path, execution: str) ->
     reference = AutoModelForCausalLM.from_pretrained(cfg.model, local_files_only=True, dtype="float32").eval()
     for name in ("fp32", "final", "int4-checkpoint"):
         shutil.rmtree(work / name, ignore_errors=True)
-    fp32 = build_genai(cfg.model, work / "fp32", "fp32", execution)
+    fp32 = build_genai(cfg.model, work / "fp32", "fp32")
     rounding: dict[str, Any] = {}
     if cfg.quant is QuantMode.INT4:
         checkpoint = _int4_checkpoint(cfg, reference, splits["calib"].ids[:CALIB_BLOCKS], work / "int4-checkpoint",
                                       rounding)
         from edgekit.llm.int4 import HEAD_AT_8_BITS
 
-        final = build_genai(checkpoint, work / "final", "int4", execution, extra_options=HEAD_AT_8_BITS)
+        final = build_genai(checkpoint, work / "final", "int4", extra_options=HEAD_AT_8_BITS)
     else:
         final = shutil.copytree(fp32, work / "final")
     evals = splits["eval"].ids[:EVAL_BLOCKS]
@@ -78,11 +77,10 @@ def _build_and_measure(cfg, target, info, splits, work: Path, execution: str) ->
     measured = {}
     for label, folder in (("fp32", fp32), ("final", final)):
         console.log(f"  measuring {label} ({folder.name}) …")
-        measured[label] = {"size_bytes": _size(folder), **quality(folder, reference, evals)}
-        measured[label].update(speed(folder, prompt, cfg.llm.new_tokens))
+        measured[label] = {"size_bytes": _size(folder), **quality(folder, reference, evals),
+                           **speed(folder, prompt, cfg.llm.new_tokens)}
     return {"target": target.name, "format": "causal-lm", "model": info, "quant": cfg.quant.value,
-            "execution": execution,
-            "rounding": rounding, "blocks": {k: len(v) for k, v in splits.items()},
+            "execution": "cpu", "rounding": rounding, "blocks": {k: len(v) for k, v in splits.items()},
             "block_size": cfg.llm.block_size, **measured, "ratios": _ratios(measured)}
 
 
@@ -113,11 +111,9 @@ def _size(folder: Path) -> int:
 
 def _ratios(measured: dict) -> dict[str, float]:
     fp32, final = measured["fp32"], measured["final"]
-    ratios = {"size": final["size_bytes"] / fp32["size_bytes"]}
-    if "decode_tok_s" in final:
-        ratios["decode_speedup"] = final["decode_tok_s"] / fp32["decode_tok_s"]
-        ratios["prefill_speedup"] = final["prefill_tok_s"] / fp32["prefill_tok_s"]
-    return ratios
+    return {"size": final["size_bytes"] / fp32["size_bytes"],
+            "decode_speedup": final["decode_tok_s"] / fp32["decode_tok_s"],
+            "prefill_speedup": final["prefill_tok_s"] / fp32["prefill_tok_s"]}
 
 
 def render(report: dict[str, Any]) -> str:
@@ -131,10 +127,9 @@ def render(report: dict[str, Any]) -> str:
              "prefill tok/s | decode tok/s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label in ("fp32", "final"):
         m = report[label]
-        timing = (f"{m['ttft_ms']:.1f} | {m['prefill_tok_s']:.0f} | {m['decode_tok_s']:.1f}" if "ttft_ms" in m
-                  else "– | – | –")
         lines.append(f"| {label} | {m['size_bytes'] / 2**20:.2f} | {m['perplexity']:.3f} | "
-                     f"{m['reference_perplexity']:.3f} | {m['kl_per_token']:.2e} | {m['top1_agreement']:.4f} | {timing} |")
+                     f"{m['reference_perplexity']:.3f} | {m['kl_per_token']:.2e} | {m['top1_agreement']:.4f} | "
+                     f"{m['ttft_ms']:.1f} | {m['prefill_tok_s']:.0f} | {m['decode_tok_s']:.1f} |")
     lines += ["", f"Held-out text: {report['blocks']['eval']} blocks of {report['block_size']} tokens "
               f"(calibration: {report['blocks']['calib']}, from other documents). INT4: "
               f"{json.dumps(report['rounding']) if report['rounding'] else 'none'}.", ""]

@@ -108,8 +108,8 @@ class ExportStage:
 
         fp32, names = artifact.path("onnx"), artifact.input_names
         floor = OutputFloor(fp32, ctx.splits.calib, names, self.fidelity)
-        heads, head_record = self._separate_heads(fp32, ranges, floor, out)
-        learned, rounding = self._learned_rounding(ctx, fp32, names, ranges, floor, out, heads)
+        heads, head_record, plain = self._separate_heads(fp32, ranges, floor, out)
+        learned, rounding = self._learned_rounding(ctx, fp32, names, ranges, floor, out, heads, plain)
 
         def rounded(exclude: list[str], path: Path) -> Path:
             quantize_qdq(fp32, path, ranges, self.method, self.scheme, exclude=[*heads, *exclude])
@@ -138,21 +138,23 @@ class ExportStage:
         return {"fallback": {**result, "floor": floor.describe()}, "bias_correction": correction, "rounding": rounding,
                 "concat_heads": head_record}
 
-    def _separate_heads(self, fp32: Path, ranges: dict, floor, out: Path) -> tuple[list[str], dict]:
-        """(Concat heads to keep float, report): kept where the all-INT8 graph measures closer to the floor on
-        the calibration split with them float than with them quantized (ptq/heads.py)."""
+    def _separate_heads(self, fp32: Path, ranges: dict, floor, out: Path) -> tuple[list[str], dict, dict | None]:
+        """(Concat heads to keep float, report, the floor's record of the all-INT8 graph so chosen or None where
+        none was measured): heads are kept float where the all-INT8 graph measures closer to the floor on the
+        calibration split with them float than with them quantized (ptq/heads.py)."""
         from edgekit.ptq.heads import concat_heads
         from edgekit.ptq.qdq import quantize_qdq
 
         found = concat_heads(fp32)
         if not found or self.mode is QuantMode.QAD:
-            return [], {"nodes": [], "kept": False}
+            return [], {"nodes": [], "kept": False}, None
         shared = floor.try_measure(quantize_qdq(fp32, out, ranges, self.method, self.scheme))
         separate = floor.try_measure(quantize_qdq(fp32, out, ranges, self.method, self.scheme, exclude=found))
         kept = floor.rank(separate) < floor.rank(shared)
         return (found if kept else []), {"nodes": found, "kept": kept,
                                           "worst_sqnr_db_shared": shared.get("worst_sqnr_db"),
-                                          "worst_sqnr_db_separate": separate.get("worst_sqnr_db")}
+                                          "worst_sqnr_db_separate": separate.get("worst_sqnr_db")}, \
+            (separate if kept else shared)
 
     def _compare_on_eval(self, ctx, artifact: Artifact, outputs: dict, extra: dict) -> None:
         """The exported graph's evaluation outputs (already computed) against the FP32 graph's, output by output."""
@@ -163,7 +165,7 @@ class ExportStage:
         extra["fallback"]["within_floor_on_eval"] = floor.excess(extra["outputs"]) == 0
 
     def _learned_rounding(self, ctx, fp32: Path, names: list[str], ranges: dict, floor, out: Path,
-                          heads: list[str]):
+                          heads: list[str], plain: dict | None):
         """(learned INT8 weights or None, report). Learning costs seconds per layer, so auto tries it only
         where nearest rounding misses the floor (before nodes fall back to FP32, which costs speed), learns
         on one half of the calibration split and keeps it where it measures closer on the other half."""
@@ -178,7 +180,7 @@ class ExportStage:
         if self.rounding == "learned":
             learned = learn_rounding(out, fp32, calib, names)
             return learned, {"kept": bool(learned), "layers": len(learned)}
-        if floor.excess(floor.try_measure(out)) == 0:
+        if floor.excess(plain if plain is not None else floor.try_measure(out)) == 0:
             return None, {"kept": False, "why": "nearest rounding holds the floor"}
         if len(calib) < 4:
             return None, {"kept": False, "why": "fewer than 4 calibration samples to judge it on"}

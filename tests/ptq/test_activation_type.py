@@ -30,7 +30,7 @@ def test_another_boards_preset_stands_and_a_given_type_is_kept(monkeypatch):
     from edgekit.ptq import activation_type as at
     from edgekit.target import load_target
 
-    monkeypatch.setattr(at, "_host_arch", lambda: "x86_64")
+    monkeypatch.setattr(at, "host_arch", lambda: "x86_64")
     scheme, record = at.activation_scheme(load_target("arm64"), "auto")
     assert scheme.preset == load_target("arm64").quant_preset and "not measured" in record["why"]
     assert at.activation_scheme(load_target("arm64"), "uint8")[0].preset == "ort-u8s8"
