@@ -48,9 +48,17 @@ def compress(model: Any = None, data: Any = None, **options: Any) -> dict[str, A
 
 def bench(folder: str | Path, data: str | None = None, **options: Any) -> dict[str, Any]:
     """Measure an OUT/<target> folder again on `data`; options are BenchConfig's (baseline, runs)."""
+    from edgekit.errors import InputError
     from edgekit.runs.bench import run_bench
+    from edgekit.runs.bench_llm import is_language_model_folder, run_llm_bench
 
     cfg = validated(BenchConfig, {"data": data, **options})
+    if is_language_model_folder(Path(folder)):
+        return run_llm_bench(Path(folder), cfg.data, cfg.prompts, cfg.baseline)
+    if cfg.prompts:
+        raise InputError("--prompts is for a language-model folder; for this artifact give --data")
+    if cfg.data is None:
+        raise InputError("bench needs --data: evaluation samples for this artifact (.npz, folder, or example:mnist)")
     return run_bench(Path(folder), cfg.data, cfg.baseline, cfg.runs)
 
 
@@ -176,7 +184,11 @@ def to_json(data: Any) -> str:
 
 
 def language_model_report(report: dict[str, Any]) -> str:
-    """report.md's text for a causal language model's `compress` report."""
-    from edgekit.runs.compress_llm import render
+    """report.md's text for a causal language model's `compress` report, or the table of its `bench`."""
+    if "final" in report and "model" not in report:
+        from edgekit.runs.bench_llm import render as render_bench
+
+        return render_bench(report)
+    from edgekit.llm.report import render
 
     return render(report)

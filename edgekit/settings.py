@@ -58,6 +58,7 @@ class QuantMode(str, Enum):
     STATIC = "static"
     DYNAMIC = "dynamic"
     INT4 = "int4"  # weight-only, blocks of 32: causal language models
+    INT8 = "int8"  # 8-bit weight blocks, activations quantized as they come: causal language models
     NONE = "none"
 
     @property
@@ -139,14 +140,16 @@ class CalibSettings(Section):
 
 
 class LlmSettings(Section):
-    """Causal language models: how text is cut and how INT4 weights are rounded."""
+    """Causal language models: how text is cut and how weight blocks are rounded."""
 
     block_size: int = option(128, "Tokens per text block (language models): calibration and evaluation "
                              "units.", ge=8)
-    int4_method: Literal["gptq", "rtn"] = option(
-        "gptq", "INT4 rounding (language models): gptq compensates each weight's error with the input "
-        "statistics of the calibration text; rtn rounds to nearest.")
+    weight_rounding: Literal["gptq", "rtn"] = option(
+        "gptq", "How INT4/INT8 weight blocks are rounded (language models): gptq compensates each weight's "
+        "error with the input statistics of the calibration text; rtn rounds to nearest.")
     new_tokens: int = option(128, "Tokens generated when timing decode (language models).", ge=1)
+    head_bits: Literal[8, 4] = option(8, "Bits of the output head's weight blocks (language models; a tied "
+                                      "embedding reads the same integers): 4 decodes faster, 8 stays closer.")
 
 
 class FidelitySettings(Section):
@@ -270,7 +273,8 @@ class CompressConfig(Composed):
     teacher_weights: str | None = option(None, "Teacher weights file.")
     eval_data: str | None = option(None, "Separate evaluation data (else a split of --data).")
     quant: QuantMode | None = option(None, "INT8 by quantization-aware distillation, static or dynamic "
-                                     "calibration, weight-only INT4 (causal language models), or none (FP32). "
+                                     "calibration, int4 or int8 weight blocks (causal language models), or none "
+                                     "(FP32). "
                                      "(default: qad for a PyTorch model, static for an .onnx one, which cannot be "
                                      "trained, int4 for a causal language model)")
     max_accuracy_drop: float | None = option(None, "Search the fastest pruning within this many points, fall "
@@ -308,9 +312,11 @@ class CompressConfig(Composed):
                           else QuantMode.QAD)
             self._quant_by_default = True
         if language_model:
-            if self.quant not in (QuantMode.INT4, QuantMode.NONE):
-                raise InputError(f"--quant {self.quant.value}: a causal language model takes --quant int4 "
-                                 "(weight-only, blocks of 32) or none")
+            if self.quant is QuantMode.DYNAMIC:
+                self.quant = QuantMode.INT8  # what dynamic quantization is for a language model's MatMuls
+            if self.quant not in (QuantMode.INT4, QuantMode.INT8, QuantMode.NONE):
+                raise InputError(f"--quant {self.quant.value}: a causal language model takes --quant int4 or int8 "
+                                 "(weight blocks of 32; int8 also quantizes activations as they come) or none")
             if self.pruning.ratio > 0:
                 raise InputError("--prune: structured pruning of a causal language model is not available; "
                                  "drop --prune")
@@ -318,8 +324,8 @@ class CompressConfig(Composed):
                 self.split = "0,0.5,0.5"  # nothing trains: calibration text and held-out text
                 self._split_by_default = True
             return self
-        if self.quant is QuantMode.INT4:
-            raise InputError("--quant int4 is weight-only INT4 for causal language models; for this model use qad, "
+        if self.quant in (QuantMode.INT4, QuantMode.INT8):
+            raise InputError(f"--quant {self.quant.value} is for causal language models; for this model use qad, "
                              "static, dynamic or none")
         searches = self.max_accuracy_drop is not None and not self.model.endswith(".onnx")  # a pruning search
         trains = self.quant.trains or self.pruning.ratio > 0 or bool(self.pruning.layer_ratios) or searches
@@ -402,9 +408,13 @@ class ProfileConfig(Reach):
 class BenchConfig(Composed):
     """`edgekit bench FOLDER`: measure a compressed artifact again, on other data."""
 
-    data: str = option(help="Evaluation data (.npz, folder, or example:mnist).")
-    baseline: str | None = option(None, "FP32 ONNX to compare with (default: the one compress kept).")
+    data: str | None = option(None, "Evaluation data (.npz, folder, or example:mnist; text for a language "
+                              "model). Required but for a language model.")
+    baseline: str | None = option(None, "FP32 ONNX (or FP32 GenAI folder) to compare with (default: the one "
+                                  "compress kept).")
     runs: int | None = option(None, "Timed runs (default: the target's setting).", ge=1)
+    prompts: str | None = option(None, "Text file, one prompt a line (language models): timing prompts and "
+                                 "greedy continuations against the FP model.")
 
 
 class InspectConfig(Composed):

@@ -17,6 +17,8 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def render_apps(root: Path, manifest: dict) -> None:
+    if manifest.get("kind") == "causal-lm":
+        return render_language_model_apps(root, manifest)
     runtime = manifest["target"]["runtime"]
     python = root / "apps" / "python"
     python.mkdir(parents=True)
@@ -28,6 +30,44 @@ def render_apps(root: Path, manifest: dict) -> None:
     (cpp / "model_io.h").write_text(model_io_header(manifest, reference))
     write_samples(root, manifest, reference)
     (root / "README.md").write_text(bundle_readme(manifest))
+
+
+def render_language_model_apps(root: Path, manifest: dict) -> None:
+    """A language model's bundle: the generate/chat runner (ONNX Runtime GenAI) and the hash checker."""
+    python = root / "apps" / "python"
+    python.mkdir(parents=True)
+    shutil.copyfile(TEMPLATES / "run_genai.py", python / "run_genai.py")
+    shutil.copyfile(TEMPLATES / "verify_bundle.py", python / "verify_bundle.py")
+    (root / "README.md").write_text(language_model_readme(manifest))
+
+
+def language_model_readme(manifest: dict) -> str:
+    target, model, weights = manifest["target"], manifest["model"], manifest.get("weights") or {}
+    bits = f"INT{weights['bits']} weight blocks of {weights['block']} ({weights['method']})" if weights else "FP32"
+    return f"""# edgekit bundle for `{target['name']}`: a causal language model
+
+{target.get('description', '')}
+
+{model.get('architecture')} with {model.get('params', 0):,} parameters, {model.get('layers')} layers, vocabulary
+{model.get('vocab')}; {bits}, exported with a KV cache for ONNX Runtime GenAI.
+
+Files: `model.onnx` and its data, `genai_config.json` and the tokenizer (an ONNX Runtime GenAI model folder: the
+bundle's root is the folder to load); `reference.json` (a prompt and the greedy tokens the host generated);
+`manifest.json` (sha256 of every file, model, target, tool versions); `apps/`. The bundle is byte-reproducible,
+so it holds no timings: what edgekit measured on the host is in `report.md` beside the artifact folder.
+
+## Run it
+
+```
+pip install onnxruntime-genai
+python3 apps/python/run_genai.py            # greedy tokens checked against the host's, then timed
+python3 apps/python/run_genai.py --chat "Write a haiku about small computers"
+```
+
+Check the bundle before use with `edgekit verify BUNDLE.tar.gz`; `edgekit profile BUNDLE.tar.gz --board
+ssh://user@host` runs the check and the timing there and brings back tokens per second, time to first token
+and peak memory.
+"""
 
 
 def write_samples(root: Path, manifest: dict, reference) -> None:

@@ -70,6 +70,28 @@ def write_manifest(folder: Path, cfg, target, compiled, ctx, student, baseline: 
     write_json(folder / MANIFEST, manifest)
 
 
+def write_language_model_manifest(folder: Path, cfg, target, info: dict[str, Any], weights: dict[str, Any]) -> None:
+    """manifest.json of a GenAI folder (a causal language model): its files, target, model and settings; the
+    runner's check is reference.json (a prompt and the host's greedy continuation)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in (MANIFEST, *MEASUREMENTS))
+    versions = tool_versions()
+    try:
+        versions["onnxruntime-genai"] = metadata.version("onnxruntime-genai")
+    except metadata.PackageNotFoundError:
+        pass
+    manifest = {
+        "format": "edgekit-artifact/1",
+        "kind": "causal-lm",
+        "target": target.model_dump(),
+        "model": {**{k: v for k, v in info.items() if k != "model"}, "name": without_folders(str(cfg.model))},
+        "weights": {k: v for k, v in weights.items() if k != "gguf"},
+        "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
+        "settings": recorded_settings(cfg),
+        "versions": versions,
+    }
+    write_json(folder / MANIFEST, manifest)
+
+
 def recorded_settings(cfg) -> dict[str, Any]:
     """The settings that shaped the artifact, with input paths cut to their file names."""
     settings = {k: v for k, v in cfg.flat().items() if k != "out"}

@@ -86,8 +86,9 @@ def _artifact_manifest(folder: Path) -> dict:
             raise InputError(f"{folder / name} is listed in {MANIFEST} but missing; re-run edgekit compress")
         if sha256_file(folder / name) != entry["sha256"]:
             raise InputError(f"{folder / name} changed since edgekit compress wrote it; re-run edgekit compress")
-    if "reference.npz" not in manifest["files"]:
-        raise InputError(f"{folder} has no reference.npz (made by an older edgekit); re-run edgekit compress")
+    reference = "reference.json" if manifest.get("kind") == "causal-lm" else "reference.npz"
+    if reference not in manifest["files"]:
+        raise InputError(f"{folder} has no {reference} (made by an older edgekit); re-run edgekit compress")
     return manifest
 
 
@@ -156,7 +157,8 @@ def verify(bundle: Path) -> dict:
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
         raise BundleError(f"{bundle} is not a readable .tar.gz ({exc}); pack it again") from exc
     return {"bundle": str(bundle), "files": len(manifest["files"]) + 1, "target": manifest["target"]["name"],
-            "runtime": manifest["target"]["runtime"], "sha256": sha256_file(bundle), "ok": True}
+            "runtime": manifest["target"]["runtime"], "kind": manifest.get("kind", "tensors"),
+            "sha256": sha256_file(bundle), "ok": True}
 
 
 def _member_sha256(tar, member) -> str:

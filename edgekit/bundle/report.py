@@ -159,7 +159,12 @@ def fold_on_board(folder: Path, result: dict[str, Any]) -> None:
     report = json.loads((folder / "report.json").read_text())
     report.setdefault("on_board", {})[result["board"]] = {k: v for k, v in result.items() if k != "saved"}
     write_json(folder / "report.json", report)
-    write_text(folder / "report.md", render_markdown(report))
+    if report.get("format") == "causal-lm":
+        from edgekit.llm.report import render as render_language_model
+
+        write_text(folder / "report.md", render_language_model(report))
+    else:
+        write_text(folder / "report.md", render_markdown(report))
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

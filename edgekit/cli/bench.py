@@ -17,6 +17,7 @@ HELP = """Measure an artifact folder on the host with ONNX Runtime.
 Example:
 
   edgekit bench build/arm64 --data ./eval.npz
+  edgekit bench build/x86-64 --prompts prompts.txt --data held-out.txt   (a language model)
 """
 
 
@@ -32,5 +33,9 @@ def command(
     results = bench(folder, **given(settings, BENCH_OPTIONS))
     if as_json:
         emit_json(results)
+    elif results.get("format") == "causal-lm":
+        from edgekit.api import language_model_report
+
+        print(language_model_report(results))
     else:
         summary_table(results, f"edgekit bench {folder}")

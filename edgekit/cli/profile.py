@@ -40,6 +40,12 @@ def command(
         emit_json(results[0] if len(settings["board"]) == 1 and results else results)
     else:
         for r in results:
+            if "decode_tok_s" in r:  # a language model
+                typer.echo(f"{r['target']} on {r['board']} ({r['machine']}): time to first token {r['ttft_ms']:.1f} ms, "
+                           f"prefill {r['prefill_tok_s']:.0f} tok/s, decode {r['decode_tok_s']:.1f} tok/s, peak memory "
+                           f"{r['peak_rss_mib']:.0f} MiB; greedy tokens match the host: "
+                           f"{r['check']['reference_match']}. Saved {r['saved']}")
+                continue
             lat, agree = r["latency_ms"], r["agreement"]
             typer.echo(f"{r['target']} on {r['board']} ({r['machine']}): p50 {lat['p50']:.3f} ms, p90 "
                        f"{lat['p90']:.3f}, p99 {lat['p99']:.3f}; agreement with host {agree['top1_agreement']}, "

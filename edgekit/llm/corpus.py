@@ -66,10 +66,13 @@ def _document(row, path: Path, line: int, tokenizer) -> str:
 
 
 def load_tokenizer(model_dir: str | Path):
-    """The model folder's own tokenizer (transformers, local files only)."""
+    """The model's own tokenizer (transformers, local files only): its folder's, or the one a GGUF file holds."""
     from transformers import AutoTokenizer
 
+    path = Path(model_dir)
     try:
+        if path.suffix == ".gguf":
+            return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
         return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     except (OSError, ValueError) as exc:
         raise DataError(f"{model_dir} has no tokenizer (tokenizer.json or tokenizer.model); save it with "

@@ -81,3 +81,39 @@ def speed(genai_dir: str | Path, prompt: list[int], new_tokens: int, repeats: in
                                   do_sample=False)
         return og.Generator(model, params)
     return {**time_generation(new_generator, prompt, repeats), "prompt_tokens": len(prompt), "new_tokens": new_tokens}
+
+
+def greedy_match(genai_dir: str | Path, reference_model, prompts: list[list[int]], new_tokens: int) -> dict[str, float]:
+    """Greedy continuations of the artifact against the FP model's, `new_tokens` each (end of text held off in
+    both, so every continuation has the full length): the share identical, and the mean share of tokens
+    before the first difference."""
+    import onnxruntime_genai as og
+    import torch
+
+    from edgekit.llm.export import greedy_tokens
+
+    model = og.Model(str(genai_dir))
+    exact, prefix = 0, 0.0
+    for prompt in prompts:
+        ours = greedy_tokens(genai_dir, prompt, new_tokens, model, full_length=True)
+        with torch.no_grad():
+            theirs = reference_model.generate(torch.tensor([prompt]), max_new_tokens=new_tokens,
+                                              min_new_tokens=new_tokens, do_sample=False)[0, len(prompt):].tolist()
+        same = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+        exact += int(ours == theirs)
+        prefix += same / new_tokens
+    return {"greedy_exact_match": exact / len(prompts), "greedy_matched_prefix": prefix / len(prompts)}
+
+
+def peak_memory_mib(genai_dir: str | Path, prompt_tokens: int, new_tokens: int) -> float:
+    """Peak resident memory of a fresh process that loads the artifact and generates: what a board must hold."""
+    import subprocess
+    import sys
+
+    from edgekit.errors import StageError
+
+    done = subprocess.run([sys.executable, "-m", "edgekit.llm.memory", str(genai_dir), str(prompt_tokens),
+                           str(new_tokens)], capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise StageError(f"generation with {genai_dir} failed ({done.stderr.strip().splitlines()[-1][:200]})")
+    return float(done.stdout.strip().splitlines()[-1])

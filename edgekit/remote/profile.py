@@ -15,6 +15,8 @@ from edgekit.remote.ssh import SSH, Board, BoardError, last_line
 from edgekit.files import scratch_dir
 from edgekit.progress import bar
 
+LANGUAGE_MODEL_RUNS = 5
+
 # $1 work dir, $2 python, $3 runner, $4 timed runs, $5 seconds. Exit codes 90-94 name the step that
 # failed. The runner is bounded by `timeout` and watched: if sshd goes away (the client timed out or the
 # link dropped) the shell is re-parented, so it stops the runner and its trap removes the folder.
@@ -59,7 +61,11 @@ def profile(bundle: Path, board: Board, ssh_config: Path | None = None, runs: in
         if Path(bundle).is_dir():
             bundle = Path(pack(bundle, Path(tmp) / f"{Path(bundle).name}.tar.gz")["bundle"])
         checked = verify(bundle)
-        runner = "run_tensorrt.py" if checked["runtime"] == "tensorrt" else "run_onnxruntime.py"
+        language_model = checked["kind"] == "causal-lm"
+        runner = ("run_genai.py" if language_model else "run_tensorrt.py" if checked["runtime"] == "tensorrt"
+                  else "run_onnxruntime.py")
+        if language_model:
+            runs = min(runs, LANGUAGE_MODEL_RUNS)  # each run is a whole generation, not one inference
         done = SSH(board, ssh_config).run(["bash", "-c", REMOTE_JOB, "edgekit-profile", board.workdir,
                                            board.python, runner, str(runs), str(int(timeout))], timeout,
                                           Path(bundle).read_bytes())
@@ -73,9 +79,11 @@ def profile(bundle: Path, board: Board, ssh_config: Path | None = None, runs: in
     from edgekit.remote.tegrastats import energy_per_inference_mj, from_stderr, parse_tegrastats
 
     power = parse_tegrastats(from_stderr(done.stderr.decode(errors="replace")))
-    return {**result, "board": board.name, "destination": board.destination, "bundle_sha256": checked["sha256"],
-            "target": checked["target"], "tegrastats": power,
-            "energy_per_inference_mj": energy_per_inference_mj(power, result["latency_ms"]["mean"])}
+    where = {"board": board.name, "destination": board.destination, "bundle_sha256": checked["sha256"],
+             "target": checked["target"], "tegrastats": power}
+    if language_model:  # energy per decoded token: the board's power over one token's time
+        return {**result, **where, "energy_per_token_mj": energy_per_inference_mj(power, 1000 / result["decode_tok_s"])}
+    return {**result, **where, "energy_per_inference_mj": energy_per_inference_mj(power, result["latency_ms"]["mean"])}
 
 
 def _explain_job_failure(board: Board, code: int, stderr: str) -> str:

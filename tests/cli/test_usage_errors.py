@@ -23,7 +23,6 @@ CASES = {
     "distill missing required": (["distill"], "Missing option"),
     "bench missing folder": (["bench"], "Missing argument"),
     "bench runs not an int": (["bench", "x", "--data", "d.npz", "--runs", "lots"], "'--runs'"),
-    "bench missing data": (["bench", "somewhere"], "Missing option '--data'"),
     "inspect missing model": (["inspect"], "Missing argument"),
     "inspect unknown option": (["inspect", "m", "--depth", "3"], "No such option: --depth"),
     "engine-report missing folder": (["engine-report"], "Missing argument"),
@@ -59,3 +58,11 @@ def test_usage_error_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
 def test_help_still_exits_0(tmp_path):
     result = run_cli("compress", "--help", cwd=tmp_path)
     assert result.returncode == 0 and "--model" in result.stdout
+
+
+def test_bench_without_data_on_a_tensor_artifact_says_to_give_it(tmp_path):
+    """--data is optional on the command line (a language model is benched on prompts alone), not for others."""
+    result = run_cli("bench", tmp_path, cwd=tmp_path)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(lines) == 1 and "bench needs --data" in lines[0]

@@ -16,17 +16,20 @@ def corpus(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("family", ["llama", pytest.param("qwen2", marks=pytest.mark.slow)])  # 20 s each
-def test_compress_writes_a_measured_int4_genai_folder(tmp_path, corpus, family):
+@pytest.mark.parametrize("family, quant", [("llama", []), pytest.param("qwen2", ["--quant", "dynamic"],
+                                                                     marks=pytest.mark.slow)])  # 20 s each
+def test_compress_writes_a_measured_genai_folder(tmp_path, corpus, family, quant):
     tiny_causal_lm(tmp_path / family, family)
     result = run_cli("compress", "--model", tmp_path / family, "--data", corpus, "--target", "x86-64", "--out",
-                     tmp_path / "build", "--block-size", "64", "--new-tokens", "8", "--json")
+                     tmp_path / "build", "--block-size", "64", "--new-tokens", "8", "--json", *quant)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    bits = 8 if quant else 4
     folder = tmp_path / "build" / "x86-64"
     assert {"model.onnx", "genai_config.json", "tokenizer.json", "report.json", "report.md"} <= {p.name for p in folder.iterdir()}
+    assert report["gguf"] == f"x86-64-Q{bits}_0.gguf" and (tmp_path / "build" / report["gguf"]).stat().st_size > 0
     fp32, final = report["fp32"], report["final"]
-    assert report["quant"] == "int4" and report["rounding"]["method"] == "gptq"
+    assert report["quant"] == f"int{bits}" and report["rounding"] == {**report["rounding"], "method": "gptq", "bits": bits}
     assert fp32["kl_per_token"] < 1e-6 and fp32["top1_agreement"] == 1.0  # the FP32 export is the FP model
     assert 0 < final["kl_per_token"] < 0.05 and final["top1_agreement"] > 0.5
     assert final["size_bytes"] < 0.6 * fp32["size_bytes"] and final["decode_tok_s"] > 0 and final["ttft_ms"] > 0

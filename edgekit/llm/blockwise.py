@@ -1,0 +1,359 @@
+"""Weight-only quantization of a causal LM's linear layers, 4 or 8 bits in blocks of 32 along the input, as ONNX
+Runtime's MatMulNBits runs it: edgekit chooses the integers, and the GenAI builder only packs them into the graph.
+
+The builder reads a checkpoint already quantized in the layout MatMulNBits uses (its "olive" loader: per
+layer `qweight` [out, in * bits / 8] uint8, 4-bit values two a byte with the first in the low nibble;
+`scales` [out, blocks]; `qzeros` [out, blocks * bits / 8] uint8, packed alike; per-layer bits under
+`overrides`), so no second rounding happens: the integers in the graph are the ones computed here. Blocks are
+symmetric (zero point 2^(bits-1)), the builder's own default, so that its round-to-nearest build is the same
+format and a comparison is of the rounding and the grid alone. The output head is written at 8 bits; where the model ties
+it to the input embedding, the graph reads the embedding from the same 8-bit integers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BLOCK = 32
+LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+HEAD = "lm_head.weight"
+HEAD_BITS = 8
+
+
+@dataclass
+class BlockWeight:
+    """One linear layer's weight as MatMulNBits holds it: q in 0..2^bits-1, dequantized (q - zero) * scale."""
+
+    q: np.ndarray  # [out, in] uint8
+    scales: np.ndarray  # [out, blocks] float32
+    zeros: np.ndarray  # [out, blocks] uint8
+    bits: int
+
+    def dequantized(self) -> np.ndarray:
+        out, inputs = self.q.shape
+        blocks = self.q.reshape(out, -1, BLOCK).astype(np.float32) - self.zeros[..., None]
+        return (blocks * self.scales[..., None]).reshape(out, inputs)
+
+
+SHRINK = tuple(1.0 - 0.025 * i for i in range(13))  # the scales tried per block: the full range down to 70%
+
+
+def _zero_point(bits: int) -> int:
+    """The zero point of a symmetric block: 8 for 4 bits (levels -8..7 around it), 128 for 8."""
+    if bits not in (4, 8):
+        raise ValueError(f"{bits}-bit weights: MatMulNBits blocks here are 4 or 8 bits")
+    return 2 ** (bits - 1)
+
+
+def _check_width(weight: np.ndarray) -> None:
+    if weight.shape[1] % BLOCK:
+        raise ValueError(f"input width {weight.shape[1]} is not a multiple of the block size {BLOCK}")
+
+
+def _levels_of(block, scale, zero: int):
+    import torch
+
+    return torch.clamp(torch.round(block / scale[:, None]) + zero, 0, 2 * zero - 1)
+
+
+def block_scales(blocks, bits: int):
+    """One scale per row of `blocks` [rows, 32] (a torch tensor): the block's value of largest magnitude maps
+    to the end level -zero, so all 2^bits levels are used (as ONNX Runtime's and llama.cpp's symmetric blocks
+    do; the scale may be negative), shrunk where a smaller range rounds the block closer (outliers clipped
+    by a step, the rest resolved finer): the factor of SHRINK with the least squared error."""
+    import torch
+
+    zero = _zero_point(bits)
+    extreme = blocks.gather(1, blocks.abs().argmax(dim=1, keepdim=True))[:, 0]
+    extreme = torch.where(extreme == 0, torch.full_like(extreme, -float(zero)), extreme)
+    best, best_error = None, None
+    for factor in SHRINK:
+        scale = extreme * factor / -zero
+        error = (((_levels_of(blocks, scale, zero) - zero) * scale[:, None] - blocks) ** 2).sum(dim=1)
+        if best is None:
+            best, best_error = scale, error
+        else:
+            better = error < best_error
+            best, best_error = torch.where(better, scale, best), torch.where(better, error, best_error)
+    return best
+
+
+def round_to_nearest(weight: np.ndarray, bits: int = 4) -> BlockWeight:
+    """Each weight to its nearest level on its block's grid (block_scales), nothing compensated: the baseline."""
+    import torch
+
+    zero = _zero_point(bits)
+    _check_width(weight)
+    out, inputs = weight.shape
+    blocks = torch.tensor(weight, dtype=torch.float64).reshape(-1, BLOCK)
+    scales = block_scales(blocks, bits)
+    q = _levels_of(blocks, scales, zero).to(torch.uint8).reshape(out, inputs).numpy()
+    return BlockWeight(q, scales.reshape(out, -1).numpy().astype(np.float32), np.full((out, inputs // BLOCK), zero,
+                                                                                       np.uint8), bits)
+
+
+def gptq(weight: np.ndarray, hessian: np.ndarray, bits: int = 4, damp: float = 0.01) -> BlockWeight:
+    """Quantization with error compensation (GPTQ): input columns are rounded in order, and each column's
+    rounding error is spread over the columns not yet rounded, weighted by the inverse of H = X^T X (the
+    layer's inputs on calibration text), so the layer's output, not each weight, stays close. Each block's
+    scale is chosen from its columns as they stand when the block is reached, as RTN chooses it."""
+    import torch
+
+    zero = _zero_point(bits)
+    _check_width(weight)
+    w = torch.tensor(weight, dtype=torch.float64)
+    out, inputs = w.shape
+    h = torch.tensor(hessian, dtype=torch.float64)
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1
+    w[:, dead] = 0
+    h += damp * torch.mean(torch.diag(h)) * torch.eye(inputs, dtype=torch.float64)
+    upper = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    q = torch.zeros((out, inputs), dtype=torch.uint8)
+    scales = torch.zeros((out, inputs // BLOCK), dtype=torch.float64)
+    for start in range(0, inputs, BLOCK):  # one quantization block at a time; the rest updated once per block
+        end = start + BLOCK
+        block, errors = w[:, start:end].clone(), torch.zeros((out, BLOCK), dtype=torch.float64)
+        scale = block_scales(block, bits)
+        scales[:, start // BLOCK] = scale
+        for i in range(BLOCK):
+            level = torch.clamp(torch.round(block[:, i] / scale) + zero, 0, 2 * zero - 1)
+            q[:, start + i] = level.to(torch.uint8)
+            errors[:, i] = (block[:, i] - (level - zero) * scale) / upper[start + i, start + i]
+            block[:, i + 1:] -= errors[:, i:i + 1] * upper[start + i, start + i + 1:end][None, :]
+        w[:, end:] -= errors @ upper[start:end, end:]
+    return BlockWeight(q.numpy(), scales.numpy().astype(np.float32), np.full(scales.shape, zero, np.uint8), bits)
+
+
+def _pack(values: np.ndarray, bits: int) -> np.ndarray:
+    """4-bit values two a byte along the last axis, the first in the low nibble (odd widths padded)."""
+    if bits == 8:
+        return values.astype(np.uint8)
+    if values.shape[-1] % 2:
+        values = np.concatenate([values, np.zeros(values.shape[:-1] + (1,), values.dtype)], axis=-1)
+    return (values[..., 0::2] | (values[..., 1::2] << 4)).astype(np.uint8)
+
+
+def linear_names(state: dict[str, np.ndarray]) -> list[str]:
+    """The decoder layers' linear weights (embeddings and the output head are handled apart)."""
+    return sorted(n for n in state if n.endswith(".weight") and n.rsplit(".", 2)[-2] in LINEARS
+                  and state[n].ndim == 2)
+
+
+def head_weight(state: dict[str, np.ndarray]) -> np.ndarray:
+    """The output head's [vocab, hidden] weight: its own, or the input embedding's where the two are tied."""
+    return state[HEAD] if HEAD in state else state["model.embed_tokens.weight"]
+
+
+def load_state(model_dir: str | Path) -> dict[str, np.ndarray]:
+    """The folder's safetensors weights as numpy, floats as float32 (a bfloat16 checkpoint has no numpy dtype)."""
+    from safetensors.torch import load_file
+
+    state = {}
+    for file in sorted(Path(model_dir).glob("*.safetensors")):
+        for name, tensor in load_file(str(file)).items():
+            state[name] = (tensor.float() if tensor.is_floating_point() else tensor).numpy()
+    return state
+
+
+def write_checkpoint(model_dir: str | Path, out: str | Path, quantized: dict[str, BlockWeight],
+                     floats: dict[str, np.ndarray] | None = None) -> Path:
+    """A copy of `model_dir` whose named weights (the linears, and `lm_head.weight` for the head) are replaced by
+    their block form, in the layout the GenAI builder passes to MatMulNBits unchanged, and `floats` (tensors
+    rescaled by smoothing) by their new values."""
+    from safetensors.numpy import save_file
+
+    model_dir, out = Path(model_dir), Path(out)
+    out.mkdir(parents=True)
+    for file in model_dir.iterdir():
+        if file.is_file() and file.suffix != ".safetensors" and file.name != "model.safetensors.index.json":
+            shutil.copy2(file, out / file.name)
+    state = {**load_state(model_dir), **{k: v.astype(np.float32) for k, v in (floats or {}).items()}}
+    bits = {weight.bits for name, weight in quantized.items() if name != HEAD}
+    if len(bits) != 1:
+        raise ValueError(f"the decoder linears must share one width, got {sorted(bits)}")
+    for name, weight in quantized.items():
+        state.pop(name, None)
+        base = name.removesuffix(".weight")
+        state[f"{base}.qweight"] = _pack(weight.q, weight.bits)
+        state[f"{base}.scales"] = weight.scales
+        state[f"{base}.qzeros"] = _pack(weight.zeros, weight.bits)  # the builder's loader needs them (mend_graph)
+    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(out / "model.safetensors"))
+    config = json.loads((model_dir / "config.json").read_text())
+    config["quantization_config"] = {
+        "quant_method": "olive", "bits": bits.pop(), "group_size": BLOCK, "sym": True,
+        "overrides": {n.removesuffix(".weight"): {"bits": w.bits} for n, w in quantized.items() if n == HEAD}}
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    return out
+
+
+def mend_graph(genai_dir: str | Path) -> dict[str, int]:
+    """Two mends of what the builder writes from a pre-quantized checkpoint, so that the graph loads and runs
+    the kernels of the builder's own quantization. Zero points that are all the default (symmetric blocks)
+    are dropped: MatMulNBits then takes its fast symmetric path (the loader cannot be given none: it joins
+    query, key and value zero points). The embedding lookup that reads a tied head's integers gets its
+    scales as [vocab, blocks], the rank GatherBlockQuantized requires (the builder writes one flat vector,
+    which MatMulNBits accepts and the lookup does not). Returns {"zero_points": dropped, "reshaped": n}."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = Path(genai_dir) / "model.onnx"
+    if not any(n.op_type in ("MatMulNBits", "GatherBlockQuantized")
+               for n in onnx.load(str(path), load_external_data=False).graph.node):
+        return {"zero_points": 0, "reshaped": 0}  # a float graph: nothing to mend, its data not read
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    dropped, reshaped = 0, 0
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits" and len(node.input) > 3 and node.input[3] in inits:
+            bits = next(a.i for a in node.attribute if a.name == "bits")
+            default = _pack(np.full(2, _zero_point(bits), np.uint8), bits)[0]
+            if np.all(numpy_helper.to_array(inits[node.input[3]]) == default):
+                node.input[3] = ""
+                dropped += 1
+        if node.op_type == "GatherBlockQuantized":
+            rows = next(inits[i].dims[0] for i in _reshape_sources(model, node.input[0]) if len(inits.get(i, _NONE).dims) == 3)
+            for name in node.input[2:]:
+                tensor = inits.get(name)
+                if tensor is not None and len(tensor.dims) == 1:
+                    size = int(tensor.dims[0])
+                    del tensor.dims[:]
+                    tensor.dims.extend([rows, size // rows])
+                    reshaped += 1
+    for node in model.graph.node:  # trailing empty optional inputs are dropped, not left as ""
+        while node.input and node.input[-1] == "":
+            node.input.pop()
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [i for i in model.graph.initializer if i.name not in used]
+    for tensor in unused:
+        model.graph.initializer.remove(tensor)
+    if dropped or reshaped:
+        data = path.with_name("model.onnx.data")
+        data.unlink(missing_ok=True)
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=1024)
+    return {"zero_points": dropped, "reshaped": reshaped}
+
+
+class _NONE:  # noqa: N801  (a stand-in with no dims for names that are not initializers)
+    dims: tuple = ()
+
+
+def _reshape_sources(model, value: str) -> set[str]:
+    """The inputs of the node that makes `value` (the head's packed integers, reshaped for the lookup)."""
+    return {i for node in model.graph.node if value in node.output for i in node.input}
+
+
+def graph_weights(genai_dir: str | Path) -> dict[str, tuple[int, np.ndarray]]:
+    """{MatMulNBits node: (bits, dequantized [N, K] weight)} of an exported graph: what the board multiplies by."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(Path(genai_dir) / "model.onnx"))
+    inits = {i.name: i for i in model.graph.initializer}
+    found = {}
+    for node in model.graph.node:
+        if node.op_type != "MatMulNBits":
+            continue
+        attrs = {a.name: a.i for a in node.attribute}
+        bits, n, k, block = attrs["bits"], attrs["N"], attrs["K"], attrs["block_size"]
+        blocks = -(-k // block)
+        packed = numpy_helper.to_array(inits[node.input[1]]).reshape(n, blocks, -1)
+        values = _unpack(packed, bits).reshape(n, blocks, block).astype(np.float32)
+        scales = numpy_helper.to_array(inits[node.input[2]]).reshape(n, blocks, 1).astype(np.float32)
+        if len(node.input) > 3 and node.input[3] in inits:
+            zeros = _unpack(numpy_helper.to_array(inits[node.input[3]]).reshape(n, -1), bits)[:, :blocks, None]
+        else:
+            zeros = np.full((n, blocks, 1), 2 ** (bits - 1), np.float32)
+        found[node.name] = (bits, ((values - zeros) * scales).reshape(n, blocks * block)[:, :k])
+    return found
+
+
+def _unpack(packed: np.ndarray, bits: int) -> np.ndarray:
+    if bits == 8:
+        return packed.astype(np.float32)
+    return np.stack([packed & 15, packed >> 4], axis=-1).reshape(*packed.shape[:-1], -1).astype(np.float32)
+
+
+@dataclass
+class QuantizedModel:
+    """What a quantized checkpoint differs in: weights in blocks, and float tensors rescaled (smoothing)."""
+
+    blocks: dict[str, BlockWeight]
+    floats: dict[str, np.ndarray]
+
+
+def quantize_model(model_dir: str | Path, reference, calib: np.ndarray, bits: int, method: str,
+                   smooth_activations: bool = False, head_bits: int = HEAD_BITS,
+                   statistics: tuple[dict, dict] | None = None) -> QuantizedModel:
+    """The decoder linears in `bits`-bit blocks (GPTQ on the calibration blocks' inputs, or RTN), and the output
+    head at `head_bits` (round to nearest: a tied head's integers are the embedding's too, where error
+    compensation for the head's output would move the rows the lookup reads); with `smooth_activations`,
+    activation outliers moved into the weights first (smooth.py). `statistics` (layer_statistics' answer on
+    the same blocks) saves computing them again."""
+    from edgekit.llm.smooth import smooth
+
+    state = load_state(model_dir)
+    names = linear_names(state)
+    floats: dict[str, np.ndarray] = {}
+    if statistics is None and (method == "gptq" or smooth_activations):
+        statistics = layer_statistics(reference, calib, names)
+    hessians, maxima = (dict(statistics[0]), statistics[1]) if statistics else ({}, {})
+    if smooth_activations:
+        changed, factors = smooth(state, maxima, reference.config.num_hidden_layers)
+        state.update(changed)
+        floats = {n: v for n, v in changed.items() if n not in names}
+        for name, s in factors.items():  # the inputs are now x / s: H becomes S^-1 H S^-1
+            if name in hessians:
+                hessians[name] = hessians[name] / np.outer(s, s)
+    quantized = {n: gptq(state[n].astype(np.float32), hessians[n], bits) if method == "gptq" and n in hessians
+                 else round_to_nearest(state[n].astype(np.float32), bits) for n in names}
+    quantized[HEAD] = round_to_nearest(head_weight(state).astype(np.float32), head_bits)
+    return QuantizedModel(quantized, floats)
+
+
+def layer_hessians(model, blocks: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """H = sum of x x^T over every token's input to each named linear layer, on calibration blocks."""
+    return layer_statistics(model, blocks, names)[0]
+
+
+def layer_statistics(model, blocks: np.ndarray, names: list[str]) -> tuple[dict, dict]:
+    """({layer: H}, {layer: max |x| per channel}): H = sum of x x^T over every token's input to each named
+    linear layer, on calibration blocks. Layers that read the same tensor (query, key and value; gate and up) share one product, computed once per block, in
+    float32 (ample for a damped Hessian, and twice the speed of float64)."""
+    import torch
+
+    modules = dict(model.named_modules())
+    sums: dict[str, torch.Tensor] = {}
+    peaks: dict[str, torch.Tensor] = {}
+    seen: dict[tuple, tuple] = {}  # this block's (input, product) by the input's storage; holding the input
+    # keeps its memory from being reused by another tensor of the same shape within the block
+
+    def hook(name):
+        def record(_module, args):
+            x = args[0].detach()
+            key = (x.data_ptr(), tuple(x.shape))
+            if key not in seen:
+                flat = x.reshape(-1, x.shape[-1]).float()
+                seen[key] = (x, flat.T @ flat, flat.abs().amax(dim=0))
+            _, product, peak = seen[key]
+            sums[name] = product.clone() if name not in sums else sums[name] + product
+            peaks[name] = peak.clone() if name not in peaks else torch.maximum(peaks[name], peak)
+        return record
+    handles = [modules[name.removesuffix(".weight")].register_forward_pre_hook(hook(name)) for name in names]
+    try:
+        with torch.no_grad():
+            for block in blocks:
+                seen.clear()
+                model(torch.from_numpy(np.asarray(block, np.int64))[None])
+    finally:
+        seen.clear()
+        for handle in handles:
+            handle.remove()
+    return ({name: value.double().numpy() for name, value in sums.items()},
+            {name: value.numpy() for name, value in peaks.items()})
