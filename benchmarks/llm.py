@@ -81,6 +81,38 @@ def edgekit_checkpoint(model_dir: Path, reference, calib: np.ndarray, bits: int,
     return bw.write_checkpoint(model_dir, out, quantized.blocks, quantized.floats)
 
 
+def pruned_rows(model_dir: Path, reference, calib: np.ndarray, train: np.ndarray, ratio: float, minutes: float,
+                work: Path) -> dict:
+    """{row: (GenAI folder, seconds)} for pruning alone, pruning + distillation, and that + edgekit INT4, with
+    what `edgekit compress --prune RATIO` does (the same functions), and the recovery's record."""
+    from edgekit.llm import blockwise as bw
+    from edgekit.llm.export import build_genai
+    from edgekit.llm.prune import build_pruned, plan, save_pruned
+    from edgekit.llm.recover import distill
+
+    start = time.perf_counter()
+    state = bw.load_state(model_dir)
+    names = [n for n in state if n.endswith(("mlp.down_proj.weight", "self_attn.o_proj.weight"))]
+    chosen = plan(state, bw.layer_statistics(reference, calib, names)[0], reference.config, ratio, bw.HEAD not in state)
+    student = build_pruned(reference, state, chosen)
+    label = f"pruned {ratio:.0%}"
+    rows = {f"{label}, no recovery (FP32)": (build_genai(save_pruned(student, model_dir, work / "p-only"),
+                                                         work / "p-only-g", "fp32"), time.perf_counter() - start)}
+    start = time.perf_counter()
+    log = distill(student, reference, train, minutes, seed=0)
+    recovered = save_pruned(student, model_dir, work / "p-rec")
+    rows[f"{label} + distillation (FP32)"] = (build_genai(recovered, work / "p-rec-g", "fp32"), time.perf_counter() - start)
+    start = time.perf_counter()
+    quantized = bw.quantize_model(recovered, student, calib, 4, "gptq", True, 8)
+    checkpoint = bw.write_checkpoint(recovered, work / "ck-p-int4", quantized.blocks, quantized.floats)
+    rows[f"{label} + distillation + edgekit INT4 (GPTQ)"] = (build_genai(checkpoint, work / "p-int4-g", "int4"),
+                                                            time.perf_counter() - start)
+    record = {"ratio": ratio, "params_before": chosen.params_before, "params_after": chosen.params_after,
+              "intermediate_size": chosen.intermediate, "kv_heads": chosen.kv_groups, "recovery_steps": log.steps,
+              "recovery_tokens": log.tokens, "recovery_minutes": log.seconds / 60}
+    return rows, record
+
+
 def build_rows(model_dir: Path, reference, calib: np.ndarray, work: Path) -> dict[str, tuple[Path, float]]:
     """{row: (GenAI folder, seconds to make it)}."""
     from edgekit.llm.export import build_genai
@@ -132,6 +164,8 @@ def main() -> None:
     parser.add_argument("--eval-blocks", type=int, default=32)
     parser.add_argument("--calib-blocks", type=int, default=128)
     parser.add_argument("--prompts", type=int, default=16, help="greedy-continuation prompts (32 new tokens each)")
+    parser.add_argument("--prune", type=float, default=0.25, help="share of parameters pruned (0: no pruned rows)")
+    parser.add_argument("--recover-minutes", type=float, default=15.0)
     args = parser.parse_args()
 
     from transformers import AutoModelForCausalLM
@@ -148,12 +182,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         text = corpus(work / "docs.jsonl")
-        splits = corpus_splits(text, tokenizer, BLOCK, (0.0, 0.5, 0.5))
-        long = corpus_splits(text, tokenizer, 512, (0.0, 0.5, 0.5))["eval"].ids
+        fractions = (0.5, 0.25, 0.25)  # training text for the recovery, calibration, held-out: other documents
+        splits = corpus_splits(text, tokenizer, BLOCK, fractions)
+        long = corpus_splits(text, tokenizer, 512, fractions)["eval"].ids
         calib, evals = splits["calib"].ids[:args.calib_blocks], splits["eval"].ids[:args.eval_blocks]
         prompts = {128: evals[0][:128].tolist(), 512: long[0].tolist()}
         greedy_prompts = [block[:32].tolist() for block in splits["eval"].ids[-args.prompts:]]
         rows = build_rows(model_dir, reference, calib, work)
+        pruning = None
+        if args.prune:
+            more, pruning = pruned_rows(model_dir, reference, calib, splits["train"].ids, args.prune,
+                                        args.recover_minutes, work)
+            rows.update(more)
         timed = speeds(rows, prompts, 128, args.rounds)
         results = {}
         for label, (folder, build_s) in rows.items():
@@ -167,7 +207,7 @@ def main() -> None:
         row["decode_vs_fp32"] = row["decode_tok_s"] / fp32["decode_tok_s"]
     meta = {"model": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantized)", "block": BLOCK, "eval_blocks": len(evals),
             "calib_blocks": len(calib), "rounds": args.rounds, "greedy_prompts": len(greedy_prompts),
-            "minutes": (time.perf_counter() - started) / 60}
+            "pruning": pruning, "minutes": (time.perf_counter() - started) / 60}
     OUT.mkdir(exist_ok=True)
     (OUT / "llm.json").write_text(json.dumps({"meta": meta, "rows": results}, indent=1))
     (OUT / "llm.md").write_text(render(meta, results))
@@ -188,7 +228,36 @@ def render(meta: dict, results: dict) -> str:
                      f"{r['prefill_512_tok_s']:.0f} | {r['decode_tok_s']:.1f} | {r['decode_vs_fp32']:.2f} | "
                      f"{r['ttft_ms']:.1f} | {r['peak_rss_mib']:.0f} | {r['perplexity']:.3f} | {r['kl_per_token']:.5f} | "
                      f"{r['top1_agreement']:.4f} | {r['greedy_exact_match']:.3f} | {r['greedy_matched_prefix']:.3f} |")
+    lines += ["", *verdicts(meta, results)]
     return "\n".join(lines) + "\n"
+
+
+def verdicts(meta: dict, rows: dict) -> list[str]:
+    """The issue's targets, each with the measured figures it is judged on."""
+    fp32, peer4, int8, int4 = (rows[k] for k in ("FP32", "builder INT4 (RTN, its default)", "edgekit INT8 (GPTQ)",
+                                                 "edgekit INT4 (GPTQ)"))
+    out = [f"- edgekit INT8: KL {int8['kl_per_token']:.4f} (target <= 0.002), top-1 {int8['top1_agreement']:.4f} "
+           "(target >= 0.99)."]
+    for label in ("edgekit INT4 (GPTQ)", "edgekit INT4 (GPTQ, head 4-bit)"):
+        r = rows[label]
+        out.append(f"- {label}: KL {r['kl_per_token'] / peer4['kl_per_token']:.2f}x the builder's RTN INT4 (target "
+                   f"<= 0.5), decode {r['decode_tok_s'] / peer4['decode_tok_s']:.3f}x its speed (target >= 0.95), "
+                   f"{r['decode_vs_fp32']:.2f}x FP32's (target >= 2.5), size {r['size_vs_fp32']:.3f}x FP32 "
+                   "(target <= 0.25).")
+    if meta.get("pruning"):
+        p = meta["pruning"]
+        label = f"pruned {p['ratio']:.0%}"
+        alone, recovered = rows[f"{label}, no recovery (FP32)"], rows[f"{label} + distillation (FP32)"]
+        quantized = rows[f"{label} + distillation + edgekit INT4 (GPTQ)"]
+        lost = alone["perplexity"] - fp32["perplexity"]
+        regained = (alone["perplexity"] - recovered["perplexity"]) / lost if lost > 0 else float("nan")
+        out.append(f"- {label} of the parameters ({p['params_after']:,} of {p['params_before']:,} kept), "
+                   f"{p['recovery_minutes']:.1f} min of distillation ({p['recovery_steps']} steps): perplexity "
+                   f"{fp32['perplexity']:.2f} -> {alone['perplexity']:.2f} pruned -> {recovered['perplexity']:.2f} "
+                   f"recovered, {regained:.0%} of the loss regained (target >= 50%); decode "
+                   f"{recovered['decode_tok_s'] / fp32['decode_tok_s']:.2f}x FP32 at FP32 and "
+                   f"{quantized['decode_tok_s'] / int4['decode_tok_s']:.2f}x edgekit INT4 at INT4 (target >= 1.2).")
+    return out
 
 
 if __name__ == "__main__":

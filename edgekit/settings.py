@@ -148,6 +148,9 @@ class LlmSettings(Section):
         "gptq", "How INT4/INT8 weight blocks are rounded (language models): gptq compensates each weight's "
         "error with the input statistics of the calibration text; rtn rounds to nearest.")
     new_tokens: int = option(128, "Tokens generated when timing decode (language models).", ge=1)
+    recover_minutes: float = option(10.0, "Distillation from the unpruned model after --prune (language models): "
+                                    "wall-clock minutes.", gt=0)
+    recover_lr: float = option(1e-4, "Learning rate of that distillation (language models).", gt=0)
     head_bits: Literal[8, 4] = option(8, "Bits of the output head's weight blocks (language models; a tied "
                                       "embedding reads the same integers): 4 decodes faster, 8 stays closer.")
 
@@ -317,11 +320,8 @@ class CompressConfig(Composed):
             if self.quant not in (QuantMode.INT4, QuantMode.INT8, QuantMode.NONE):
                 raise InputError(f"--quant {self.quant.value}: a causal language model takes --quant int4 or int8 "
                                  "(weight blocks of 32; int8 also quantizes activations as they come) or none")
-            if self.pruning.ratio > 0:
-                raise InputError("--prune: structured pruning of a causal language model is not available; "
-                                 "drop --prune")
-            if self.split is None:
-                self.split = "0,0.5,0.5"  # nothing trains: calibration text and held-out text
+            if self.split is None:  # without pruning nothing trains: calibration text and held-out text
+                self.split = "0.6,0.2,0.2" if self.pruning.ratio > 0 else "0,0.5,0.5"
                 self._split_by_default = True
             return self
         if self.quant in (QuantMode.INT4, QuantMode.INT8):

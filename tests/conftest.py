@@ -97,3 +97,21 @@ def tiny_llama_genai(tmp_path_factory, tiny_llama) -> Path:
     from edgekit.llm.export import build_genai
 
     return build_genai(tiny_llama, tmp_path_factory.mktemp("genai") / "fp32", "fp32")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_build(tmp_path_factory, tiny_llama):
+    """`edgekit compress` (the command, defaults: INT4 by GPTQ) of `tiny_llama` for the Raspberry Pi 5 on 12 of
+    Python's doc topics: (OUT folder, the printed report, the text file). Shared by the compress, bench and
+    bundle tests, which each judge a different part of the same run."""
+    import json
+
+    from llm_fixtures import python_docs
+
+    root = tmp_path_factory.mktemp("llm-build")
+    text = root / "docs.txt"
+    text.write_text("\n\n".join(" ".join(d.split()) for d in python_docs()[:12]))
+    result = run_cli("compress", "--model", tiny_llama, "--data", text, "--target", "raspberry-pi-5", "--out",
+                     root / "build", "--block-size", "64", "--new-tokens", "8", "--json")
+    assert result.returncode == 0, result.stderr
+    return root / "build", json.loads(result.stdout), text

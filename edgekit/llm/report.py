@@ -15,7 +15,7 @@ def render(report: dict[str, Any]) -> str:
              f"--quant {report['quant']}; {report['execution']}.", "",
              "| model | size MiB | perplexity | FP perplexity | KL per token | top-1 agreement | TTFT ms | "
              "prefill tok/s | decode tok/s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for label in ("fp32", "final"):
+    for label in [k for k in ("fp32", "pruned", "final") if k in report]:
         m = report[label]
         lines.append(f"| {label} | {m['size_bytes'] / 2**20:.2f} | {m['perplexity']:.3f} | "
                      f"{m['reference_perplexity']:.3f} | {m['kl_per_token']:.2e} | {m['top1_agreement']:.4f} | "
@@ -23,6 +23,12 @@ def render(report: dict[str, Any]) -> str:
     lines += ["", f"Held-out text: {report['blocks']['eval']} blocks of {report['block_size']} tokens "
               f"(calibration: {report['blocks']['calib']}, from other documents). INT4: "
               f"{json.dumps(report['rounding']) if report['rounding'] else 'none'}.", ""]
+    if report.get("pruning"):
+        p = report["pruning"]
+        lines += [f"Pruned {p['ratio']:.0%} of the parameters ({p['params_after']:,} of {p['params_before']:,} kept: "
+                  f"MLP width {p['intermediate_size']}, {p['kv_heads']} KV heads), then distilled from the unpruned "
+                  f"model for {p['recovery']['steps']} steps ({p['recovery']['tokens']:,} tokens, "
+                  f"{p['recovery']['seconds']:.0f} s).", ""]
     if report.get("gguf"):
         lines += [f"The same integers for llama.cpp: `{report['gguf']}` (beside this folder).", ""]
     if report.get("on_board"):

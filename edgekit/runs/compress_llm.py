@@ -42,7 +42,7 @@ def run_llm_compress(cfg: CompressConfig, target: Target) -> dict[str, Any]:
     splits = corpus_splits(cfg.data, tokenizer, cfg.llm.block_size, parse_fractions(cfg.split), cfg.seed)
     if cfg.eval_data:
         splits["eval"] = corpus_splits(cfg.eval_data, tokenizer, cfg.llm.block_size, (0.0, 0.0, 1.0), cfg.seed)["eval"]
-    for name in ("calib", "eval"):
+    for name in ("calib", "eval") + (("train",) if cfg.pruning.ratio > 0 else ()):
         if len(splits[name]) == 0:
             raise DataError(f"{cfg.data}: the {name} split has no block of {cfg.llm.block_size} tokens; give more "
                             "text, a smaller --block-size or another --split")
@@ -98,22 +98,37 @@ def _build_and_measure(cfg, target, info, splits, work: Path, model_dir: Path) -
         stale.unlink()
     fp32 = build_genai(model_dir, work / "fp32", "fp32")
     rounding: dict[str, Any] = {}
+    pruning: dict[str, Any] = {}
+    student, student_dir = reference, model_dir
+    if cfg.pruning.ratio > 0:
+        student, student_dir = _prune_and_recover(cfg, model_dir, reference, splits, work, pruning)
     if cfg.quant in BITS:
-        checkpoint = _quantize(cfg, model_dir, reference, splits["calib"].ids[:CALIB_BLOCKS], work, rounding)
+        checkpoint = _quantize(cfg, student_dir, student, splits["calib"].ids[:CALIB_BLOCKS], work, rounding)
         final = build_genai(checkpoint, work / "final", "int4")  # a quantized checkpoint keeps its own bits
     else:
-        final = shutil.copytree(fp32, work / "final")
+        final = shutil.copytree(work / "pruned-fp32" if pruning else fp32, work / "final")
     evals = splits["eval"].ids[:EVAL_BLOCKS]
     prompt = splits["eval"].ids[0][:min(128, cfg.llm.block_size)].tolist()
     measured = {}
-    for label, folder in (("fp32", fp32), ("final", final)):
+    rows = [("fp32", fp32), *([("pruned", work / "pruned-fp32")] if pruning else []), ("final", final)]
+    for label, folder in rows:
         console.log(f"  measuring {label} ({folder.name}) …")
         measured[label] = {"size_bytes": _size(folder), **quality(folder, reference, evals),
                            **speed(folder, prompt, cfg.llm.new_tokens)}
     return {"target": target.name, "format": "causal-lm", "model": info, "quant": cfg.quant.value,
             "source": str(model_dir.resolve()), "baseline": "../work/fp32",  # what `edgekit bench` compares with
-            "execution": "cpu", "rounding": rounding, "blocks": {k: len(v) for k, v in splits.items()},
+            "execution": "cpu", "rounding": rounding, "pruning": pruning, "blocks": {k: len(v) for k, v in splits.items()},
             "block_size": cfg.llm.block_size, **measured, "ratios": _ratios(measured)}
+
+
+def _prune_and_recover(cfg, model_dir: Path, reference, splits, work: Path, record: dict):
+    from edgekit.llm.prune import prune_and_distill
+
+    student, folder, done = prune_and_distill(model_dir, reference, splits["calib"].ids[:CALIB_BLOCKS],
+                                              splits["train"].ids, cfg.pruning.ratio, cfg.llm.recover_minutes,
+                                              cfg.llm.recover_lr, cfg.seed, work)
+    record.update(done)
+    return student, folder
 
 
 def _quantize(cfg, model_dir: Path, reference, calib: np.ndarray, work: Path, record: dict) -> Path:

@@ -10,21 +10,17 @@ from llm_fixtures import python_docs
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, tiny_llama):
+def built(tmp_path_factory, tiny_llama_build):
+    out, _, _ = tiny_llama_build
     root = tmp_path_factory.mktemp("bench-llm")
-    docs = python_docs()
-    (root / "calib.txt").write_text("\n\n".join(" ".join(d.split()) for d in docs[:12]))
-    (root / "held-out.txt").write_text("\n\n".join(" ".join(d.split()) for d in docs[40:52]))
+    (root / "held-out.txt").write_text("\n\n".join(" ".join(d.split()) for d in python_docs()[40:52]))
     (root / "prompts.txt").write_text("The for statement is used to iterate\n\nA class definition defines\n")
-    result = run_cli("compress", "--model", tiny_llama, "--data", root / "calib.txt", "--target", "x86-64", "--out",
-                     root / "build", "--block-size", "64", "--new-tokens", "8")
-    assert result.returncode == 0, result.stderr
-    return root
+    return root, out / "raspberry-pi-5"
 
 
 def test_bench_measures_the_artifact_and_its_fp32_export(built):
-    result = run_cli("bench", built / "build" / "x86-64", "--prompts", built / "prompts.txt", "--data",
-                     built / "held-out.txt", "--json")
+    root, folder = built
+    result = run_cli("bench", folder, "--prompts", root / "prompts.txt", "--data", root / "held-out.txt", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     fp32, final = report["fp32"], report["final"]
@@ -36,7 +32,7 @@ def test_bench_measures_the_artifact_and_its_fp32_export(built):
     assert fp32["greedy_exact_match"] == 1.0 and fp32["kl_per_token"] < 1e-6  # the FP32 export is the FP model
     assert 0 < final["kl_per_token"] < 0.05 and 0 <= final["greedy_matched_prefix"] <= 1
     assert report["ratios"]["size"] < 0.6
-    table = run_cli("bench", built / "build" / "x86-64")
+    table = run_cli("bench", folder)
     assert table.returncode == 0 and "prefill 192 tok/s" in table.stdout and "| final |" in table.stdout
 
 
@@ -48,6 +44,6 @@ def test_bad_prompts_are_one_line(built, tmp_path, write, expected):
     prompts = tmp_path / "p.txt"
     if write is not None:
         prompts.write_text(write)
-    result = run_cli("bench", built / "build" / "x86-64", "--prompts", prompts)
+    result = run_cli("bench", built[1], "--prompts", prompts)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and expected in lines[-1] and "Traceback" not in result.stderr

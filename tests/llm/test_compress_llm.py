@@ -16,18 +16,9 @@ def corpus(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("family, quant", [("llama", []), pytest.param("qwen2", ["--quant", "dynamic"],
-                                                                     marks=pytest.mark.slow)])  # 20 s each
-def test_compress_writes_a_measured_genai_folder(tmp_path, corpus, family, quant):
-    tiny_causal_lm(tmp_path / family, family)
-    result = run_cli("compress", "--model", tmp_path / family, "--data", corpus, "--target", "x86-64", "--out",
-                     tmp_path / "build", "--block-size", "64", "--new-tokens", "8", "--json", *quant)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    bits = 8 if quant else 4
-    folder = tmp_path / "build" / "x86-64"
+def _check_report(report, folder, out, bits):
     assert {"model.onnx", "genai_config.json", "tokenizer.json", "report.json", "report.md"} <= {p.name for p in folder.iterdir()}
-    assert report["gguf"] == f"x86-64-Q{bits}_0.gguf" and (tmp_path / "build" / report["gguf"]).stat().st_size > 0
+    assert report["gguf"] == f"{folder.name}-Q{bits}_0.gguf" and (out / report["gguf"]).stat().st_size > 0
     fp32, final = report["fp32"], report["final"]
     assert report["quant"] == f"int{bits}" and report["rounding"] == {**report["rounding"], "method": "gptq", "bits": bits}
     assert fp32["kl_per_token"] < 1e-6 and fp32["top1_agreement"] == 1.0  # the FP32 export is the FP model
@@ -35,8 +26,35 @@ def test_compress_writes_a_measured_genai_folder(tmp_path, corpus, family, quant
     assert final["size_bytes"] < 0.6 * fp32["size_bytes"] and final["decode_tok_s"] > 0 and final["ttft_ms"] > 0
 
 
+def test_compress_writes_a_measured_int4_genai_folder(tiny_llama_build):
+    out, report, _ = tiny_llama_build
+    _check_report(report, out / "raspberry-pi-5", out, 4)
+
+
+@pytest.mark.slow  # 20 s
+def test_compress_writes_a_measured_int8_genai_folder_for_qwen2(tmp_path, corpus):
+    tiny_causal_lm(tmp_path / "qwen2", "qwen2")
+    result = run_cli("compress", "--model", tmp_path / "qwen2", "--data", corpus, "--target", "x86-64", "--out",
+                     tmp_path / "build", "--block-size", "64", "--new-tokens", "8", "--json", "--quant", "dynamic")
+    assert result.returncode == 0, result.stderr
+    _check_report(json.loads(result.stdout), tmp_path / "build" / "x86-64", tmp_path / "build", 8)
+
+
+def test_compress_prunes_recovers_and_quantizes(tmp_path, tiny_llama, corpus):
+    result = run_cli("compress", "--model", tiny_llama, "--data", corpus, "--target", "arm64", "--out",
+                     tmp_path / "build", "--block-size", "64", "--new-tokens", "8", "--prune", "0.25",
+                     "--recover-minutes", "0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    pruning, pruned, final = report["pruning"], report["pruned"], report["final"]
+    assert abs(1 - pruning["params_after"] / pruning["params_before"] - 0.25) < 0.08
+    assert pruning["intermediate_size"] % 32 == 0 and pruning["recovery"]["steps"] >= 1
+    assert pruned["size_bytes"] < 0.85 * report["fp32"]["size_bytes"] and final["size_bytes"] < pruned["size_bytes"]
+    assert report["blocks"]["train"] > 0 and "Pruned 25%" in (tmp_path / "build" / "arm64" / "report.md").read_text()
+
+
 @pytest.mark.parametrize("extra, expected", [
-    (["--prune", "0.3"], "structured pruning of a causal language model is not available"),
+    (["--prune", "0.6"], "at most 0.40 of this model's parameters can go"),
     (["--quant", "static"], "takes --quant int4"),
     (["--block-size", "10000000"], "fewer than one block of 10000000"),
     (["--target", "jetson-orin-nano"], "exported for ONNX Runtime's CPU runtime only"),

@@ -12,21 +12,16 @@ import pytest
 import aarch64_env
 import sshd
 from conftest import run_cli
-from llm_fixtures import python_docs
 
 VENV_PATH = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
 
 
 @pytest.fixture(scope="module")
-def pi5(tmp_path_factory, tiny_llama):
-    root = tmp_path_factory.mktemp("llm-pi5")
-    (root / "docs.txt").write_text("\n\n".join(" ".join(d.split()) for d in python_docs()[:12]))
-    result = run_cli("compress", "--model", tiny_llama, "--data", root / "docs.txt", "--target", "raspberry-pi-5",
-                     "--out", root / "build", "--block-size", "64", "--new-tokens", "8")
-    assert result.returncode == 0, result.stderr
-    packed = run_cli("pack", root / "build" / "raspberry-pi-5", "--json")
+def pi5(tiny_llama_build):
+    out, _, _ = tiny_llama_build
+    packed = run_cli("pack", out / "raspberry-pi-5", "--json")
     assert packed.returncode == 0, packed.stderr
-    return root / "build" / "raspberry-pi-5", Path(json.loads(packed.stdout)["bundle"])
+    return out / "raspberry-pi-5", Path(json.loads(packed.stdout)["bundle"])
 
 
 def test_the_bundle_holds_the_model_folder_its_runner_and_the_hosts_tokens(pi5):

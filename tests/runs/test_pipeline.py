@@ -106,7 +106,7 @@ def test_changed_setting_reruns_from_that_stage(tmp_path, static_run, digits_npz
     assert (work / "03-calibrate" / "artifact.json").stat().st_mtime_ns != calib_stamp
 
 
-@pytest.mark.parametrize("quant", ["qad", "static"])
+@pytest.mark.parametrize("quant", [pytest.param("qad", marks=pytest.mark.slow), "static"])  # qad: 25 s
 def test_same_inputs_and_seed_give_identical_bytes(tmp_path, digits_npz, tiny_weights, quant):
     a = _run(tmp_path / "a", digits_npz, tiny_weights, quant=quant)
     b = _run(tmp_path / "b", digits_npz, tiny_weights, quant=quant)
@@ -141,6 +141,7 @@ def test_python_api_takes_a_module_and_batches(tmp_path, digits_npz, tiny_weight
     assert (tmp_path / "api" / "arm64" / "model.ort").is_file()
 
 
+@pytest.mark.slow  # 16 s; the schedule's parts are tested alone in tests/distill
 def test_qad_alpha_schedule_and_early_stopping(tmp_path, digits_npz, tiny_weights):
     report = _run(tmp_path / "es", digits_npz, tiny_weights, quant="qad", prune=0.0, epochs=4, alpha=0.8,
                   alpha_end=0.2, patience=1)
