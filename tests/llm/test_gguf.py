@@ -70,3 +70,22 @@ def test_gguf_refuses_an_architecture_it_does_not_lay_out(tmp_path):
     with pytest.raises(InputError, match="GGUF is written for"):
         write_gguf(tmp_path / "m", tmp_path / "x.gguf", {})
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_compress_takes_a_gguf_file_as_the_model(tmp_path):
+    import json
+
+    from conftest import run_cli
+    from edgekit.llm.blockwise import load_state
+    from edgekit.llm.to_gguf import write_gguf
+    from llm_fixtures import python_docs
+
+    tiny_causal_lm(tmp_path / "llama", "llama")
+    path = write_gguf(tmp_path / "llama", tmp_path / "tiny.gguf", _blocks(load_state(tmp_path / "llama"), 8))
+    (tmp_path / "docs.txt").write_text("\n\n".join(" ".join(d.split()) for d in python_docs()[:12]))
+    result = run_cli("compress", "--model", path, "--data", tmp_path / "docs.txt", "--target", "x86-64", "--out",
+                     tmp_path / "build", "--block-size", "64", "--new-tokens", "4", "--quant", "none", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["fp32"]["kl_per_token"] < 1e-6  # measured against the GGUF's own (dequantized) weights
+    assert (tmp_path / "build" / "x86-64" / "genai_config.json").is_file() and report["model"]["layers"] == 2
