@@ -5,7 +5,7 @@ T changes), mixed with cross-entropy on the text's own next token. The output he
 student's hidden states a chunk of positions at a time, each chunk's [positions, vocabulary] logits scored
 and freed before the next (recomputed for the backward pass), so memory stays bounded for vocabularies of
 50k-150k tokens whatever the block length. Training stops at a wall-clock budget: recovery after pruning is
-a stage of a job a user waits for.
+a stage of a job a user waits for (a deadline on the monotonic clock; nothing here is a timing figure).
 """
 
 from __future__ import annotations
@@ -61,10 +61,10 @@ def distill(student, teacher, blocks: np.ndarray, minutes: float, lr: float = 1e
     teacher.eval()
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    log, start = RecoveryLog(), time.perf_counter()
+    log, start = RecoveryLog(), time.monotonic()
     budget, expected = minutes * 60, None
     order: list[int] = []
-    while time.perf_counter() - start < budget:
+    while time.monotonic() - start < budget:
         if len(order) < batch:
             order += list(rng.permutation(len(blocks)))
         ids = torch.from_numpy(np.asarray([blocks[i] for i in order[:batch]], np.int64))
@@ -80,10 +80,10 @@ def distill(student, teacher, blocks: np.ndarray, minutes: float, lr: float = 1e
         log.tokens += int(ids.numel())
         log.losses.append(float(loss.detach()))
         if log.steps == 2:  # the schedule's length, from the time one step takes
-            expected = max(2, int(budget / ((time.perf_counter() - start) / 2)))
+            expected = max(2, int(budget / ((time.monotonic() - start) / 2)))
         if progress:
             progress(log)
-    log.seconds = time.perf_counter() - start
+    log.seconds = time.monotonic() - start
     student.eval()
     return log
 

@@ -1,6 +1,7 @@
-"""`compress` for a causal language model: INT4 or INT8 weight blocks chosen here (GPTQ or RTN on the calibration
-text), exported with a KV cache through the ONNX Runtime GenAI builder, measured against the FP model on held-out
-text and against the FP32 export for speed, published as OUT/<target>/ (a GenAI folder) with its report.
+"""`compress` for a causal language model: optionally pruned to a uniform width and distilled back from the
+unpruned model, then INT4 or INT8 weight blocks chosen here (GPTQ or RTN on the calibration text), exported
+with a KV cache through the ONNX Runtime GenAI builder, measured against the FP model on held-out text and
+against the FP32 export for speed, published as OUT/<target>/ (a GenAI folder) with its report.
 """
 
 from __future__ import annotations
