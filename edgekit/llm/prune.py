@@ -67,23 +67,32 @@ def count_params(config, tied: bool) -> int:
     return s["layers"] * (attention + mlp + 2 * s["hidden"]) + embeddings + s["hidden"]
 
 
+def check_share(config, ratio: float, tied: bool) -> None:
+    """Refuse, from the config alone (before any work), a share the model cannot give."""
+    if not 0 < ratio < 0.9:
+        raise InputError(f"--prune {ratio}: give a share of the parameters between 0 and 0.9")
+    s = _shape(config)
+    before = count_params(config, tied)
+    floor = max(MULTIPLE, int(s["intermediate"] * MIN_KEEP) // MULTIPLE * MULTIPLE)
+    most = ((s["intermediate"] - floor) * 3 * s["hidden"] * s["layers"]
+            + (s["kv"] - 1) * s["hidden"] * s["head_dim"] * (2 * s["per_group"] + 2) * s["layers"])
+    if before * ratio > most:
+        raise InputError(f"--prune {ratio}: at most {most / before:.2f} of this model's parameters can go (MLP "
+                         f"neurons down to {MIN_KEEP:.0%}, KV groups down to one; the embeddings stay); give a "
+                         "smaller share")
+
+
 def plan(state: dict[str, np.ndarray], hessians: dict[str, np.ndarray], config, ratio: float,
          tied: bool) -> PrunePlan:
     """The widths that remove `ratio` of all parameters (MLP neurons first; KV groups where the MLP alone
     cannot), and each layer's most important neurons and groups at those widths."""
-    if not 0 < ratio < 0.9:
-        raise InputError(f"--prune {ratio}: give a share of the parameters between 0 and 0.9")
+    check_share(config, ratio, tied)
     s = _shape(config)
     before = count_params(config, tied)
     goal = before * ratio
     per_neuron = 3 * s["hidden"] * s["layers"]
     per_group = s["hidden"] * s["head_dim"] * (2 * s["per_group"] + 2) * s["layers"]
     floor = max(MULTIPLE, int(s["intermediate"] * MIN_KEEP) // MULTIPLE * MULTIPLE)
-    most = (s["intermediate"] - floor) * per_neuron + (s["kv"] - 1) * per_group
-    if goal > most:
-        raise InputError(f"--prune {ratio}: at most {most / before:.2f} of this model's parameters can go (MLP "
-                         f"neurons down to {MIN_KEEP:.0%}, KV groups down to one; the embeddings stay); give a "
-                         "smaller share")
     keep, kv_groups = floor, 1
     for groups in range(s["kv"], 0, -1):  # the MLP first; a KV group goes only where the MLP alone cannot
         left = goal - (s["kv"] - groups) * per_group

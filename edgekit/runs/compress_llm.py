@@ -39,6 +39,13 @@ def run_llm_compress(cfg: CompressConfig, target: Target) -> dict[str, Any]:
                          "only so far (the GenAI builder's CUDA variant is not checked here); use an arm64, "
                          "raspberry-pi or x86-64 target")
     info = causal_lm_info(cfg.model)
+    if cfg.pruning.ratio > 0 and not cfg.model.endswith(".gguf"):  # refused before any text is read
+        from transformers import AutoConfig
+
+        from edgekit.llm.prune import check_share
+
+        config = AutoConfig.from_pretrained(cfg.model, local_files_only=True)
+        check_share(config, cfg.pruning.ratio, bool(getattr(config, "tie_word_embeddings", False)))
     tokenizer = load_tokenizer(cfg.model)
     splits = corpus_splits(cfg.data, tokenizer, cfg.llm.block_size, parse_fractions(cfg.split), cfg.seed)
     if cfg.eval_data:

@@ -25,6 +25,7 @@ def _compress(small, tiny_weights, out, *root_options, quant="none"):
                    "--data", small, "--out", out, "--quant", quant, "--epochs", "1", "--target", "x86-64")
 
 
+@pytest.mark.slow  # 13 s: two compress runs; the quiet/json test keeps the output's shape in the default run
 def test_log_lines_name_no_file_unless_debug(small, tiny_weights, tmp_path):
     plain = _compress(small, tiny_weights, tmp_path / "a", quant="qad")
     assert plain.returncode == 0, plain.stderr

@@ -44,6 +44,7 @@ def test_methods_differ_and_stay_inside_the_observed_range(model_and_data):
     assert results["entropy"] != results["minmax"]
 
 
+@pytest.mark.slow  # 9 s
 def test_memory_does_not_grow_with_the_calibration_set(model_and_data):
     root, data = model_and_data
 

@@ -186,6 +186,7 @@ def test_sigterm_in_distill_exits_143_and_resume_ends_where_a_straight_run_does(
 
 # --- resume reads a folder's own stage files --------------------------------------------------------------
 
+@pytest.mark.slow  # 17 s: four compress runs
 def test_a_copied_or_moved_output_folder_resumes_from_its_own_files(tmp_path, digits_npz, tiny_weights):
     original = tmp_path / "original"
     settings = ("--quant", "static", "--prune", "0.5")
@@ -322,7 +323,8 @@ def test_boards_check_exits_1_when_a_board_is_unreachable(tmp_path):
 
 
 
-@pytest.mark.parametrize("limit", [2_000, 60_000], ids=["first-write", "onnx-export"])
+@pytest.mark.parametrize("limit", [pytest.param(2_000, marks=pytest.mark.slow), 60_000],
+                         ids=["first-write", "onnx-export"])  # the first write's case: 11 s, slow set
 def test_a_full_disk_is_one_line_and_resume_completes(tmp_path, digits_npz, tiny_weights, limit):
     """A file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails writes with EFBIG, as a full disk does with
     ENOSPC; at 60 kB it hits the ONNX export, whose error once blamed "the model's ops"."""
