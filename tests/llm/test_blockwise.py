@@ -137,3 +137,20 @@ def test_error_compensation_brings_the_int4_model_closer_to_fp32(tmp_path, tiny_
         scores[label] = quality(genai, model, splits["eval"].ids[:8])
     assert scores["gptq"]["kl_per_token"] < 0.9 * scores["rtn"]["kl_per_token"]
     assert scores["gptq"]["top1_agreement"] >= scores["rtn"]["top1_agreement"]
+
+
+def test_a_4_bit_head_is_rounded_with_error_compensation(tmp_path):
+    """With GPTQ and --head-bits 4, the head's output error on the calibration text is under RTN's."""
+    from transformers import AutoModelForCausalLM
+
+    from edgekit.llm.blockwise import HEAD, head_weight, layer_statistics, load_state, quantize_model, round_to_nearest
+
+    tiny_causal_lm(tmp_path / "tied", "llama", tie=True)
+    reference = AutoModelForCausalLM.from_pretrained(tmp_path / "tied").eval()
+    blocks = np.random.default_rng(0).integers(3, 380, (4, 48))
+    quantized = quantize_model(tmp_path / "tied", reference, blocks, 4, "gptq", True, 4)
+    weight = head_weight(load_state(tmp_path / "tied"))
+    h = layer_statistics(reference, blocks, [HEAD])[0][HEAD]
+    error = lambda w: float(np.trace((w - weight) @ h @ (w - weight).T))  # noqa: E731
+    assert quantized.blocks[HEAD].bits == 4
+    assert error(quantized.blocks[HEAD].dequantized()) < 0.9 * error(round_to_nearest(weight, 4).dequantized())
