@@ -151,7 +151,7 @@ def _quantize(cfg, model_dir: Path, reference, calib: np.ndarray, work: Path, re
     # smoothing on at both widths: on SmolLM2-135M it took INT4's KL to FP from 0.138 to 0.087, INT8's from 0.0041
     # to 0.0026 (the CPU kernels quantize every MatMul input to int8, whatever the weights' width)
     quantized = bw.quantize_model(model_dir, reference, calib, bits, cfg.llm.weight_rounding, True, head)
-    tied = bw.HEAD not in bw.load_state(model_dir)
+    tied = bool(getattr(reference.config, "tie_word_embeddings", False))  # not the weights read a second time
     record.update({"method": cfg.llm.weight_rounding, "bits": bits, "layers": len(quantized.blocks) - 1,
                    "block": bw.BLOCK, "activation_smoothing": True, "output_head": f"{head}-bit, round to nearest",
                    "embeddings": f"{head}-bit, the head's integers (tied)" if tied else "float"})

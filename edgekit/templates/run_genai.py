@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 BUNDLE = Path(__file__).resolve().parents[2]
+# This file runs on the board, where edgekit is not installed: its timing loop and peak-memory reading are
+# written out here in the same way as edgekit's own (measure/latency.py, llm/memory.py), not imported.
 
 
 def generator_for(og, model, prompt: list[int], new_tokens: int, full_length: bool = True):
