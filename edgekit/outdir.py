@@ -65,7 +65,7 @@ def holds_nothing_finished(out: Path) -> bool:
 def input_paths(options: dict) -> list[str]:
     """Every setting (by option name) that may name a file or folder of the user's, so --force never deletes one."""
     names = ("model", "data", "weights", "teacher", "teacher_weights", "eval_data", "layer_ratios", "student",
-             "student_weights", "recipe")
+             "student_weights", "recipe", "teacher_cache")
     return [v for v in (options.get(n) for n in names) if isinstance(v, (str, Path))]
 
 

@@ -344,11 +344,31 @@ class CompressConfig(Composed):
         return self
 
 
+class LmDistillSettings(Section):
+    """`distill` of causal language models: text blocks, the teacher's cached top-k, LoRA adapters, sharding."""
+
+    block_size: int = option(128, "Tokens per text block (language models).", ge=8)
+    top_k: int = option(0, "Offline KD (language models): the teacher runs once and its top-K next-token logits are "
+                        "cached on disk and trained on (0: the teacher runs alongside, exact KL).", ge=0)
+    teacher_cache: Path | None = option(None, "Folder of teacher caches, one per teacher/data/tokenizer key "
+                                        "(default ~/.cache/edgekit/teacher-cache).")
+    cache_only: bool = option(False, "Write the teacher cache and stop (where the teacher fits); train elsewhere "
+                              "with --teacher CACHE/<key>.")
+    lora_rank: int = option(0, "Train LoRA adapters of this rank instead of the whole student (language models; "
+                            "a student with weights), merged into it before saving.", ge=0)
+    lora_alpha: float | None = option(None, "LoRA scale numerator. (default 2 x rank)", gt=0)
+    fsdp: bool = option(False, "Under torchrun: shard the student's parameters, gradients and optimizer state over "
+                        "the processes (FSDP) instead of copying them to each (DDP).")
+
+
 class DistillConfig(Composed):
-    SECTIONS: ClassVar[dict[str, type[Section]]] = {"train": TrainSettings}
-    teacher: str = option(help="Teacher: transformers folder, package.module:factory or example:NAME.")
-    student: str = option(help="Student: transformers folder or package.module:factory (built fresh).")
-    data: str = option(help="Training data (.npz, folder, image folder, or example:mnist).")
+    SECTIONS: ClassVar[dict[str, type[Section]]] = {"train": TrainSettings, "lm": LmDistillSettings}
+    teacher: str = option(help="Teacher: transformers folder, .gguf, teacher cache, package.module:factory or "
+                          "example:NAME.")
+    student: str | None = option(None, "Student: transformers folder, config .json (built fresh) or "
+                                 "package.module:factory. (required unless --cache-only)")
+    data: str = option(help="Training data (.npz, folder, image folder, example:mnist; .txt/.jsonl text for a "
+                       "language model).")
     out: Path = option(help="Output folder.")
     teacher_weights: str | None = option(None, "Teacher weights file.")
     student_weights: str | None = option(None, "Start the student from these weights.")
@@ -358,6 +378,7 @@ class DistillConfig(Composed):
     split: str = option("0.7,0.1,0.2", "train,calib,eval fractions.")
     seed: int = option(0, "Seed.")
     train: TrainSettings = TrainSettings()
+    lm: LmDistillSettings = LmDistillSettings()
 
     @model_validator(mode="after")
     def _cross_rules(self) -> "DistillConfig":
@@ -365,6 +386,8 @@ class DistillConfig(Composed):
 
         if parse_fractions(self.split)[0] == 0:
             raise ValueError(f"--split {self.split} leaves no training samples; give a train fraction above 0")
+        if self.student is None and not self.lm.cache_only:
+            raise ValueError("--student is missing: give the model to train (only --cache-only runs without one)")
         self.train.seed = self.seed
         return self
 

@@ -62,9 +62,19 @@ def barrier() -> None:
         dist.barrier()
 
 
-def wrap(module: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
-    """DistributedDataParallel around `module` when several processes train; the module itself otherwise."""
+def wrap(module: torch.nn.Module, runtime: Runtime, shard_units: list[torch.nn.Module] | None = None) -> torch.nn.Module:
+    """DistributedDataParallel around `module` when several processes train; the module itself otherwise.
+    With `shard_units` (a model's layers) the parameters, gradients and optimizer state are sharded over the
+    processes instead (FSDP: each unit's shards are gathered only while it runs), for a student that does not
+    fit one device; the module is sharded in place and returned."""
     if runtime.world == 1:
+        return module
+    if shard_units is not None:
+        from torch.distributed.fsdp import fully_shard
+
+        for unit in shard_units:
+            fully_shard(unit)
+        fully_shard(module)
         return module
     from torch.nn.parallel import DistributedDataParallel
 
@@ -101,3 +111,20 @@ def autocast(runtime: Runtime, precision: str):
     if runtime.device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise InputError("--precision bf16: this GPU has no bf16 support; use --precision fp32")
     return torch.autocast(device_type=runtime.device.type, dtype=torch.bfloat16)
+
+
+def full_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """The whole model's and optimizer's state on the CPU, keyed by parameter names, gathered from the shards
+    under FSDP (every process must call it; the first process receives the tensors)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(module, options=options), get_optimizer_state_dict(module, optimizer, options=options)
+
+
+def load_optimizer_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Restore what `full_state` saved, scattering it to the shards under FSDP."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=dist.is_available() and dist.is_initialized())
+    set_optimizer_state_dict(module, optimizer, state, options=options)

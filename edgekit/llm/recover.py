@@ -1,10 +1,7 @@
-"""Distillation for causal LMs: the student learns the teacher's next-token distribution, token by token.
+"""Recovery after pruning: the pruned model distilled from the unpruned one on the training text, for a set time.
 
-Loss per position: KL(teacher || student) at temperature T, scaled by T^2 (so its gradients keep their size as
-T changes), mixed with cross-entropy on the text's own next token. The output head is applied to the
-student's hidden states a chunk of positions at a time, each chunk's [positions, vocabulary] logits scored
-and freed before the next (recomputed for the backward pass), so memory stays bounded for vocabularies of
-50k-150k tokens whatever the block length. Training stops at a wall-clock budget: recovery after pruning is
+The loss is `edgekit.llm.kd`'s (token KL at T scaled by T^2 mixed with cross-entropy, in vocabulary chunks), the
+teacher's full logits computed alongside. Training stops at a wall-clock budget: recovery after pruning is
 a stage of a job a user waits for (a deadline on the monotonic clock; nothing here is a timing figure).
 """
 
@@ -16,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-CHUNK = 64  # positions whose logits exist at once
+from edgekit.llm.kd import kd_sums
 
 
 @dataclass
@@ -25,27 +22,6 @@ class RecoveryLog:
     tokens: int = 0
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
-
-
-def chunked_kd_loss(head, hidden, teacher_logits, targets, temperature: float, alpha: float, chunk: int = CHUNK):
-    """Mean over positions of T^2 KL(teacher_T || student_T) * (1 - alpha) + alpha * CE(student, targets).
-    `hidden` [positions, width] (the student's last hidden states), `teacher_logits` [positions, vocab]."""
-    import torch.nn.functional as F
-    from torch.utils.checkpoint import checkpoint
-
-    def part(h, t, y):
-        logits = head(h).float()
-        kl = F.kl_div(F.log_softmax(logits / temperature, -1), F.log_softmax(t.float() / temperature, -1),
-                      log_target=True, reduction="sum") * temperature ** 2
-        ce = F.cross_entropy(logits, y, reduction="sum")
-        return (1 - alpha) * kl + alpha * ce
-
-    total = hidden.new_zeros(())
-    for start in range(0, hidden.shape[0], chunk):
-        end = start + chunk
-        total = total + checkpoint(part, hidden[start:end], teacher_logits[start:end], targets[start:end],
-                                   use_reentrant=False)
-    return total / hidden.shape[0]
 
 
 def distill(student, teacher, blocks: np.ndarray, minutes: float, lr: float = 1e-4, temperature: float = 2.0,
@@ -94,9 +70,10 @@ def _step(student, teacher, ids, temperature: float, alpha: float):
     with torch.no_grad():
         teacher_logits = teacher(ids).logits[:, :-1]
     hidden = student.model(ids).last_hidden_state[:, :-1]
-    width = hidden.shape[-1]
-    return chunked_kd_loss(student.lm_head, hidden.reshape(-1, width), teacher_logits.reshape(-1, teacher_logits.shape[-1]),
-                           ids[:, 1:].reshape(-1), temperature, alpha)
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    kl, ce = kd_sums(student.lm_head, flat, ids[:, 1:].reshape(-1), temperature,
+                     teacher_logits.reshape(flat.shape[0], -1)) / flat.shape[0]
+    return (1 - alpha) * kl + alpha * ce
 
 
 def _set_lr(optimizer, peak: float, step: int, total: int) -> None:

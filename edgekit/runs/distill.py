@@ -11,7 +11,6 @@ student is also written as a folder, OUT/student/, with the tokenizer it was tra
 
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,10 @@ from edgekit.progress import console
 from edgekit.settings import DistillConfig
 from edgekit.measure.fidelity import agreement_scorer, check_teacher_fits, score, torch_outputs
 from edgekit.stages._torch import example_inputs
+from edgekit.distill.checkpoints import RUN, check_same_settings, read_history, run_settings, save_weights
 from edgekit.distill.loop import Resume, build_aux_losses, check_aux_losses, distill, epoch_batches
 
 HISTORY, STUDENT, REPORT, STUDENT_FOLDER = "history.json", "student.safetensors", "report.json", "student"
-RUN = "run.json"
 
 
 def run_distill(cfg: DistillConfig) -> dict[str, Any]:
@@ -46,6 +45,12 @@ def run_distill(cfg: DistillConfig) -> dict[str, Any]:
 
 
 def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
+    from edgekit.runs.distill_llm import is_lm_distill, run_llm_distill
+
+    if is_lm_distill(cfg):
+        return run_llm_distill(cfg, runtime)
+    if cfg.student is None:
+        raise InputError("--student is missing: give the model to train")
     teacher = load_model(cfg.teacher, cfg.teacher_weights)
     student = load_model(cfg.student, cfg.student_weights)
     if teacher.is_onnx or student.is_onnx:
@@ -63,7 +68,7 @@ def _run(cfg: DistillConfig, runtime: distributed.Runtime) -> dict[str, Any]:
         if runtime.main:
             (cfg.out / "checkpoints").mkdir(parents=True, exist_ok=True)
             if not (cfg.resume and (cfg.out / HISTORY).is_file()):
-                write_json(cfg.out / RUN, _run_settings(cfg))
+                write_json(cfg.out / RUN, run_settings(cfg))
         distributed.barrier()  # the others wait for the output check, then read the same checkpoints
         return _train(cfg, runtime, teacher, student, splits, aux)
 
@@ -81,7 +86,7 @@ def _train(cfg: DistillConfig, runtime: distributed.Runtime, teacher, student, s
         if runtime.main:
             _save_checkpoint(ckpt, epoch, student.module, state)
             if record["validation"] > max((r["validation"] for r in history), default=-float("inf")):
-                _save_weights(student.module, ckpt / "best.safetensors")  # distill keeps the first best too
+                save_weights(student.module, ckpt / "best.safetensors")  # distill keeps the first best too
         history.append(record)
         if runtime.main:
             write_json(cfg.out / HISTORY, history)
@@ -105,7 +110,7 @@ def _train(cfg: DistillConfig, runtime: distributed.Runtime, teacher, student, s
 
 
 def _publish(cfg: DistillConfig, student, teacher, report: dict) -> None:
-    _save_weights(student.module.model, cfg.out / STUDENT)  # the bare model's names, as --weights loads them
+    save_weights(student.module.model, cfg.out / STUDENT)  # the bare model's names, as --weights loads them
     if _save_transformers_folder(student.module.model, cfg.out / STUDENT_FOLDER, student.tokenizer or teacher.tokenizer):
         report["student_folder"] = str(cfg.out / STUDENT_FOLDER)
     write_json(cfg.out / REPORT, report)
@@ -125,10 +130,10 @@ def _batches(cfg: DistillConfig, teacher, train, names: list[str]):
 def _restore(cfg: DistillConfig, module: torch.nn.Module, ckpt: Path) -> tuple[list[dict], Resume | None]:
     """History, weights and training state of the last finished epoch when resuming; else a fresh start."""
     history_path = cfg.out / HISTORY
-    history = _read_history(history_path) if cfg.resume and history_path.is_file() else []
+    history = read_history(history_path) if cfg.resume and history_path.is_file() else []
     if not history:
         return [], None
-    _check_same_settings(cfg)
+    check_same_settings(cfg)
     last = len(history) - 1
     load_weights_into(module, ckpt / f"epoch-{last:03d}.safetensors")
     best = int(np.argmax([r["validation"] for r in history]))  # the first best, as distill keeps it
@@ -145,35 +150,10 @@ def _restore(cfg: DistillConfig, module: torch.nn.Module, ckpt: Path) -> tuple[l
                            since_best=last - best)
 
 
-def _read_history(path: Path) -> list[dict]:
-    try:
-        history = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is damaged ({exc}); start again with --force instead of --resume") from exc
-    if not isinstance(history, list) or not all(isinstance(r, dict) and isinstance(r.get("validation"), (int, float))
-                                                for r in history):
-        raise InputError(f"{path} is not a list of epoch records; start again with --force instead of --resume")
-    return history
 
 
-def _run_settings(cfg: DistillConfig) -> dict[str, Any]:
-    """What shapes the training, recorded at the start: a resumed run must use the same."""
-    return {k: v for k, v in cfg.flat().items() if k not in ("out", "device")}
 
 
-def _check_same_settings(cfg: DistillConfig) -> None:
-    path = cfg.out / RUN
-    try:
-        started = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path} is missing or damaged, so --resume cannot check the settings; "
-                         "start again with --force") from exc
-    now = _run_settings(cfg)
-    changed = sorted(k for k in set(started) | set(now) if started.get(k) != now.get(k))
-    if changed:
-        name = changed[0]
-        raise InputError(f"--resume with --{name.replace('_', '-')} {now.get(name)} but the run started with "
-                         f"{started.get(name)}; resume with the same settings, or start again with --force")
 
 
 def _save_transformers_folder(model, folder: Path, tokenizer: Path | None) -> bool:
@@ -196,18 +176,12 @@ def _save_transformers_folder(model, folder: Path, tokenizer: Path | None) -> bo
 def _save_checkpoint(ckpt: Path, epoch: int, module: torch.nn.Module, state: dict) -> None:
     """Weights as safetensors; optimizer, random-number and projection state as tensors and plain
     values only, so resuming reads it back with weights_only=True."""
-    _save_weights(module, ckpt / f"epoch-{epoch:03d}.safetensors")
+    save_weights(module, ckpt / f"epoch-{epoch:03d}.safetensors")
     tmp = ckpt / f".epoch-{epoch:03d}.state.pt.partial"
     torch.save(state, tmp)
     tmp.replace(ckpt / f"epoch-{epoch:03d}.state.pt")
 
 
-def _save_weights(module: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(f".{path.name}.partial")
-    save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(tmp))
-    tmp.replace(path)
 
 
 def _report(teacher, student, samples, names, history) -> dict[str, Any]:

@@ -1,0 +1,209 @@
+"""`edgekit distill` for causal language models: a student built from a config learns a teacher's next-token
+distributions (online, or from a top-k cache written once and keyed by teacher, data and tokenizer), LoRA
+adapters merged before saving, FSDP under torchrun following one process, resume, and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from llm_fixtures import python_docs, tiny_causal_lm
+
+STUDENT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+           "num_key_value_heads": 1, "max_position_embeddings": 256, "bos_token_id": 1, "eos_token_id": 2}
+COMMON = ["--block-size", "64", "--split", "0.6,0.2,0.2"]
+
+
+def _teacher(folder, family: str):
+    """A tiny model whose head is scaled up: its next-token distributions are peaked and differ from token to
+    token (entropy about 2 nats), something a student can be seen to learn."""
+    model, tokenizer = tiny_causal_lm(folder, family)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(25)
+    model.save_pretrained(folder)
+    return len(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distill-llm")
+    vocab = _teacher(root / "teacher", "llama")
+    (root / "docs.txt").write_text("\n\n".join(" ".join(d.split()) for d in python_docs()[:12]))
+    (root / "student.json").write_text(json.dumps({"model_type": "llama", "vocab_size": vocab, **STUDENT}))
+    return root
+
+
+def _distill(root, out, *extra, teacher=None, student=None):
+    args = ["distill", "--teacher", teacher or root / "teacher", "--data", root / "docs.txt", "--out", out, *COMMON,
+            *extra, "--json"]
+    if student is not False:
+        args[3:3] = ["--student", student or root / "student.json"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_a_student_from_a_config_learns_the_teacher(tmp_path, setting, family):
+    from transformers import AutoModelForCausalLM
+
+    root = setting
+    if family != "llama":
+        root = tmp_path / "q"
+        vocab = _teacher(root / "teacher", family)
+        (root / "docs.txt").parent.mkdir(exist_ok=True)
+        (root / "docs.txt").write_text((setting / "docs.txt").read_text())
+        (root / "student.json").write_text(json.dumps({"model_type": family, "vocab_size": vocab, **STUDENT}))
+    report = _distill(root, tmp_path / "out", "--epochs", "2")
+    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert history[1]["kd"] < history[0]["kd"] and history[1]["validation"] > history[0]["validation"]
+    start, end = report["student_at_start"], report["student"]
+    assert end["top1_agreement"] > start["top1_agreement"] + 0.1 and end["kl"] < 0.7 * start["kl"], (start, end)
+    assert report["teacher_targets"] == "full logits" and report["params_ratio"] < 0.4
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "student")
+    assert student.config.model_type == family and student.config.hidden_size == 32
+    assert (tmp_path / "out" / "student" / "tokenizer.json").is_file()
+
+
+def test_the_distilled_student_compresses(tmp_path, setting):
+    """The issue's first two commands in a row: the published folder is what compress takes."""
+    _distill(setting, tmp_path / "d", "--epochs", "1")
+    result = run_cli("compress", "--model", tmp_path / "d" / "student", "--data", setting / "docs.txt", "--target",
+                     "raspberry-pi-5", "--quant", "int8", "--out", tmp_path / "build", "--block-size", "64",
+                     "--new-tokens", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "build" / "raspberry-pi-5" / "genai_config.json").is_file()
+
+
+def test_sparse_kd_over_every_token_is_the_exact_kl_and_chunks_change_nothing():
+    from edgekit.llm.kd import kd_sums
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False)
+    hidden, teacher = torch.randn(37, 16, requires_grad=True), torch.randn(37, 50)
+    targets = torch.randint(0, 50, (37,))
+    dense = kd_sums(head, hidden, targets, 2.0, teacher_logits=teacher, chunk=8)
+    values, indices = torch.topk(teacher, 50, -1)
+    sparse = kd_sums(head, hidden, targets, 2.0, values=values, indices=indices.int(), chunk=64)
+    logits = head(hidden)
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits / 2, -1), torch.log_softmax(teacher / 2, -1),
+                                    log_target=True, reduction="sum") * 4
+    whole = torch.stack([kl, torch.nn.functional.cross_entropy(logits, targets, reduction="sum")])
+    assert torch.allclose(dense, whole, rtol=1e-4) and torch.allclose(sparse, whole, rtol=1e-4)
+    grad_dense, = torch.autograd.grad(dense[0], hidden)
+    grad_whole, = torch.autograd.grad(whole[0], hidden)
+    assert torch.allclose(grad_dense, grad_whole, atol=1e-5)
+    top8 = kd_sums(head, hidden, targets, 2.0, values=values[:, :8], indices=indices[:, :8].int())
+    assert not torch.allclose(top8[0], whole[0], rtol=1e-2)  # fewer tokens: an approximation, not the same sum
+
+
+def test_teacher_cache_is_written_once_per_key_and_trains_without_the_teacher(tmp_path, setting):
+    from edgekit.llm.teacher_cache import read_manifest
+
+    cache = tmp_path / "cache"
+    first = _distill(setting, tmp_path / "c1", "--top-k", "16", "--teacher-cache", cache, "--cache-only",
+                     student=False)
+    folder = first["cache"]
+    stamp = os.stat(os.path.join(folder, "teacher-cache.json")).st_mtime_ns
+    again = _distill(setting, tmp_path / "c2", "--top-k", "16", "--teacher-cache", cache, "--cache-only",
+                     student=False)
+    assert again["cache"] == folder and os.stat(os.path.join(folder, "teacher-cache.json")).st_mtime_ns == stamp
+    other = _distill(setting, tmp_path / "c3", "--top-k", "16", "--teacher-cache", cache, "--cache-only",
+                     "--seed", "1", student=False)  # other splits: other blocks, another key
+    assert other["cache"] != folder
+    manifest = read_manifest(folder)
+    assert manifest["top_k"] == 16 and set(manifest["splits"]) == {"train", "calib", "eval"}
+    trained = _distill(setting, tmp_path / "s", "--epochs", "2", teacher=folder)
+    assert trained["teacher_targets"] == "top-16 cache" and trained["teacher"]["params"] is None
+    assert trained["student"]["top1_agreement"] > trained["student_at_start"]["top1_agreement"] + 0.1
+    wrong = run_cli("distill", "--teacher", folder, "--student", setting / "student.json", "--data",
+                    setting / "docs.txt", "--out", tmp_path / "w", *COMMON, "--seed", "2")
+    assert wrong.returncode == 2 and "teacher cache" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_lora_adapters_train_and_are_merged_into_a_plain_model(tmp_path, setting):
+    from safetensors.torch import load_file
+
+    tiny_causal_lm(tmp_path / "start", "llama", seed=1)  # the teacher's shape, other weights
+    report = _distill(setting, tmp_path / "out", "--epochs", "1", "--lora-rank", "4", "--lr", "3e-3",
+                      student=tmp_path / "start")
+    checkpoint = load_file(str(tmp_path / "out" / "checkpoints" / "best.safetensors"))
+    assert checkpoint and all("lora_" in name for name in checkpoint)
+    before = load_file(str(tmp_path / "start" / "model.safetensors"))
+    after = load_file(str(tmp_path / "out" / "student" / "model.safetensors"))
+    assert set(after) == set(before)  # no adapter left: merged
+    assert torch.equal(after["model.embed_tokens.weight"], before["model.embed_tokens.weight"])  # frozen
+    assert not torch.equal(after["model.layers.0.mlp.up_proj.weight"], before["model.layers.0.mlp.up_proj.weight"])
+    assert report["student_kind"] == "lora"
+    assert report["student"]["kl"] < report["student_at_start"]["kl"]
+
+
+def test_fsdp_under_torchrun_follows_one_process(tmp_path, setting):
+    from safetensors.torch import load_file
+
+    one = _distill(setting, tmp_path / "one", "--epochs", "1", "--batch-size", "4")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "edgekit", "distill",
+               "--teacher", setting / "teacher", "--student", setting / "student.json", "--data", setting / "docs.txt",
+               "--out", tmp_path / "two", *COMMON, "--epochs", "1", "--batch-size", "4", "--fsdp", "--json"]
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "report.json").read_text())
+    assert two["processes"] == 2 and two["fsdp"] and one["processes"] == 1
+    a = load_file(str(tmp_path / "one" / "student" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "student" / "model.safetensors"))
+    moved = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert moved < 1e-4, moved
+    h1, h2 = (json.loads((tmp_path / n / "history.json").read_text())[0] for n in ("one", "two"))
+    assert abs(h1["kd"] - h2["kd"]) < 1e-4 * h1["kd"]
+
+
+def test_a_stopped_run_resumes_where_a_straight_one_ends(tmp_path, setting, monkeypatch):
+    from safetensors.torch import load_file
+
+    from edgekit.api import distill
+    from edgekit.runs import distill_llm
+
+    options = dict(teacher=str(setting / "teacher"), student=str(setting / "student.json"),
+                   data=str(setting / "docs.txt"), block_size=64, split="0.6,0.2,0.2", epochs=3)
+    distill(**options, out=tmp_path / "straight")
+    save = distill_llm._checkpoint
+
+    def stop_after_the_second(ckpt, epoch, *args):
+        save(ckpt, epoch, *args)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(distill_llm, "_checkpoint", stop_after_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        distill(**options, out=tmp_path / "stopped")
+    monkeypatch.setattr(distill_llm, "_checkpoint", save)
+    resumed = distill(**options, out=tmp_path / "stopped", resume=True)
+    assert resumed["epochs_run"] == 3
+    straight = load_file(str(tmp_path / "straight" / "student" / "model.safetensors"))
+    again = load_file(str(tmp_path / "stopped" / "student" / "model.safetensors"))
+    assert all(torch.equal(straight[k], again[k]) for k in straight)
+
+
+@pytest.mark.parametrize("case", ["vocabulary", "lora-without-weights", "cache-only-without-top-k", "no-model-type",
+                                  "no-student"])
+def test_bad_inputs_get_one_line(tmp_path, setting, case):
+    student = tmp_path / "s.json"
+    config = {"model_type": "llama", "vocab_size": 100, **STUDENT} if case == "vocabulary" else \
+        {"vocab_size": 384, **STUDENT} if case == "no-model-type" else \
+        json.loads((setting / "student.json").read_text())
+    student.write_text(json.dumps(config))
+    extra = {"lora-without-weights": ["--lora-rank", "4"], "cache-only-without-top-k": ["--cache-only"]}.get(case, [])
+    args = ["distill", "--teacher", setting / "teacher", "--data", setting / "docs.txt", "--out", tmp_path / "o",
+            *COMMON, *extra] + ([] if case == "no-student" else ["--student", student])
+    result = run_cli(*args)
+    words = {"vocabulary": "vocabulary", "lora-without-weights": "--lora-rank", "cache-only-without-top-k": "--top-k",
+             "no-model-type": "model_type", "no-student": "--student"}[case]
+    assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
