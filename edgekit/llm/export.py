@@ -22,7 +22,7 @@ from edgekit.errors import InputError, StageError
 from edgekit.llm.blockwise import mend_graph
 from edgekit.llm.info import causal_lm_info
 
-PRECISIONS = {"fp32": "fp32", "int8": "int8", "int4": "int4"}  # the builder's -p values
+PRECISIONS = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int4": "int4"}  # the builder's -p values
 GENAI_FILES = ("model.onnx", "genai_config.json")
 IN_PROCESS_PARAMS = 400_000_000  # below this, the builder's copy of the weights is small beside ours
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

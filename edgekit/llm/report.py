@@ -29,6 +29,8 @@ def render(report: dict[str, Any]) -> str:
                   f"MLP width {p['intermediate_size']}, {p['kv_heads']} KV heads), then distilled from the unpruned "
                   f"model for {p['recovery']['steps']} steps ({p['recovery']['tokens']:,} tokens, "
                   f"{p['recovery']['seconds']:.0f} s).", ""]
+    if report.get("unverified"):
+        lines += [f"Unverified: {report['unverified']}.", ""]
     if report.get("gguf"):
         lines += [f"The same integers for llama.cpp: `{report['gguf']}` (beside this folder).", ""]
     if report.get("on_board"):

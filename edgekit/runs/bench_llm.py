@@ -26,6 +26,7 @@ def run_llm_bench(folder: Path, data: str | None, prompts_file: str | None, base
     from edgekit.llm.corpus import load_tokenizer
 
     report = _compress_report(folder)
+    _check_runs_here(folder, report)
     base = Path(baseline) if baseline else (folder / report.get("baseline", "../work/fp32")).resolve()
     if not is_language_model_folder(base):
         raise InputError(f"FP32 baseline {base} is not a GenAI folder; give --baseline, the work/fp32 folder "
@@ -49,6 +50,18 @@ def run_llm_bench(folder: Path, data: str | None, prompts_file: str | None, base
                          **{f"prefill_{n}_speedup": final[f"prefill_{n}_tok_s"] / fp32[f"prefill_{n}_tok_s"]
                             for n in timing}}
     return results
+
+
+def _check_runs_here(folder: Path, report: dict[str, Any]) -> None:
+    """A GPU target's folder holds the CUDA graph; without onnxruntime-genai's CUDA library it cannot run here."""
+    import onnxruntime_genai
+
+    providers = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]["session_options"]
+    cuda = any("cuda" in option for option in providers.get("provider_options", []))
+    if cuda and not any(Path(onnxruntime_genai.__file__).parent.glob("*onnxruntime-genai-cuda*")):
+        raise InputError(f"{folder} holds the CUDA graph for {report.get('target', 'a GPU target')} and this host's "
+                         "onnxruntime-genai has no CUDA library: measure it on the board with `edgekit profile`; "
+                         "the CPU graph of the same weights was measured in its report.json")
 
 
 def _compress_report(folder: Path) -> dict[str, Any]:

@@ -34,10 +34,6 @@ def run_llm_compress(cfg: CompressConfig, target: Target) -> dict[str, Any]:
     from edgekit.llm.corpus import corpus_splits, load_tokenizer
     from edgekit.llm.info import causal_lm_info
 
-    if target.runtime != "onnxruntime":
-        raise InputError(f"--target {target.name}: language models are exported for ONNX Runtime's CPU runtime "
-                         "only so far (the GenAI builder's CUDA variant is not checked here); use an arm64, "
-                         "raspberry-pi or x86-64 target")
     info = causal_lm_info(cfg.model)
     if cfg.pruning.ratio > 0 and not cfg.model.endswith(".gguf"):  # refused before any text is read
         from transformers import AutoConfig
@@ -61,9 +57,9 @@ def run_llm_compress(cfg: CompressConfig, target: Target) -> dict[str, Any]:
         kind = report["rounding"].get("gguf")
         report["gguf"] = f"{target.name}-{kind}.gguf" if kind else None  # beside the folder: one file for llama.cpp
         with atomic_dir(cfg.out / target.name, replace=True) as tmp:
-            for item in (work / "final").iterdir():
+            for item in (work / report["shipped"]).iterdir():
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
-            write_json(tmp / "reference.json", _reference(tmp, splits["eval"].ids[0]))
+            write_json(tmp / "reference.json", _reference(work / "final", splits["eval"].ids[0]))
             write_language_model_manifest(tmp, cfg, target, info, report["rounding"])
             write_json(tmp / "report.json", report)
             write_text(tmp / "report.md", render(report))
@@ -76,7 +72,8 @@ REFERENCE_PROMPT, REFERENCE_TOKENS = 32, 16
 
 
 def _reference(folder: Path, block: np.ndarray) -> dict[str, Any]:
-    """A held-out prompt and the artifact's greedy continuation on this host: what the board's runner checks."""
+    """A held-out prompt and the artifact's greedy continuation on this host (its CPU graph, for a GPU target the
+    same weights as the shipped CUDA graph): what the board's runner checks."""
     from edgekit.llm.export import greedy_tokens
 
     prompt = [int(t) for t in block[:REFERENCE_PROMPT]]
@@ -100,13 +97,14 @@ def _build_and_measure(cfg, target, info, splits, work: Path, model_dir: Path) -
     from edgekit.llm.measure import quality, speed
 
     reference = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype="float32").eval()
-    for name in ("fp32", "final", "checkpoint"):
+    for name in ("fp32", "final", "checkpoint", "cuda"):
         shutil.rmtree(work / name, ignore_errors=True)
     for stale in work.glob("model-*.gguf"):
         stale.unlink()
     fp32 = build_genai(model_dir, work / "fp32", "fp32")
     rounding: dict[str, Any] = {}
     pruning: dict[str, Any] = {}
+    checkpoint = None
     student, student_dir = reference, model_dir
     if cfg.pruning.ratio > 0:
         student, student_dir = _prune_and_recover(cfg, model_dir, reference, splits, work, pruning)
@@ -115,6 +113,7 @@ def _build_and_measure(cfg, target, info, splits, work: Path, model_dir: Path) -
         final = build_genai(checkpoint, work / "final", "int4")  # a quantized checkpoint keeps its own bits
     else:
         final = shutil.copytree(work / "pruned-fp32" if pruning else fp32, work / "final")
+    shipped = _gpu_variant(target, work, checkpoint if cfg.quant in BITS else student_dir, cfg.quant in BITS)
     evals = splits["eval"].ids[:EVAL_BLOCKS]
     prompt = splits["eval"].ids[0][:min(128, cfg.llm.block_size)].tolist()
     measured = {}
@@ -125,8 +124,25 @@ def _build_and_measure(cfg, target, info, splits, work: Path, model_dir: Path) -
                            **speed(folder, prompt, cfg.llm.new_tokens)}
     return {"target": target.name, "format": "causal-lm", "model": info, "quant": cfg.quant.value,
             "source": str(model_dir.resolve()), "baseline": "../work/fp32",  # what `edgekit bench` compares with
-            "execution": "cpu", "rounding": rounding, "pruning": pruning, "blocks": {k: len(v) for k, v in splits.items()},
+            "execution": "cuda" if shipped else "cpu", "shipped": shipped or "final",
+            **({"unverified": GPU_UNVERIFIED} if shipped else {}), "rounding": rounding, "pruning": pruning, "blocks": {k: len(v) for k, v in splits.items()},
             "block_size": cfg.llm.block_size, **measured, "ratios": _ratios(measured)}
+
+
+GPU_UNVERIFIED = ("the CUDA graph was built here but no CUDA GPU ran it: every figure in this report is of the CPU "
+                  "graph with the same weights; `edgekit profile` on the board measures the shipped one")
+
+
+def _gpu_variant(target, work: Path, source: Path, quantized: bool) -> str | None:
+    """A GPU target ships the builder's CUDA variant of the same weights (float16 activations; a quantized
+    checkpoint keeps its integers); the CPU graph beside it is what this host can measure."""
+    if target.device != "gpu":
+        return None
+    from edgekit.llm.export import build_genai
+
+    console.log("  building the CUDA variant for the board …")
+    build_genai(source, work / "cuda", "int4" if quantized else "fp16", execution="cuda")
+    return "cuda"
 
 
 def _prune_and_recover(cfg, model_dir: Path, reference, splits, work: Path, record: dict):

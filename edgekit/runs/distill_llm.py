@@ -251,7 +251,8 @@ def _train(cfg, runtime, plan: StudentPlan, teacher_module, targets, splits, tea
             group["lr"] = kd.cosine_lr(train.lr, epoch, train.epochs)
         order = kd.epoch_order(len(splits["train"]), cfg.seed, epoch, pool(epoch) if pool else None)
         model.train()
-        with bar(f"epoch {epoch + 1}/{train.epochs}", -(-len(order) // train.batch_size)) as advance:
+        steps = -(-len(order) // train.batch_size)
+        with bar(f"epoch {epoch + 1}/{train.epochs}", steps) if runtime.main else nullcontext(lambda n=1: None) as advance:
             record = _epoch(model, opt, teacher_module, targets and targets["train"], splits["train"], order, train,
                             alpha_at(train, epoch), runtime, advance)
         model.eval()

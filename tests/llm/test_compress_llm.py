@@ -57,7 +57,6 @@ def test_compress_prunes_recovers_and_quantizes(tmp_path, tiny_llama, corpus):
     (["--prune", "0.6"], "at most 0.40 of this model's parameters can go"),
     (["--quant", "static"], "takes --quant int4"),
     (["--block-size", "10000000"], "fewer than one block of 10000000"),
-    (["--target", "jetson-orin-nano"], "exported for ONNX Runtime's CPU runtime only"),
 ])
 def test_bad_language_model_input_is_one_line(tmp_path, tiny_llama, corpus, extra, expected):
     target = [] if "--target" in extra else ["--target", "x86-64"]
@@ -65,3 +64,30 @@ def test_bad_language_model_input_is_one_line(tmp_path, tiny_llama, corpus, extr
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and expected in lines[-1] and "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("*/model.onnx"))
+
+
+def test_a_jetson_target_ships_the_cuda_graph_of_the_same_integers_marked_unverified(tmp_path, tiny_llama, corpus):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    result = run_cli("compress", "--model", tiny_llama, "--data", corpus, "--target", "jetson-orin-nano", "--out",
+                     tmp_path / "build", "--block-size", "64", "--new-tokens", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    report, shipped = json.loads(result.stdout), tmp_path / "build" / "jetson-orin-nano"
+    assert report["execution"] == "cuda" and "no CUDA GPU ran it" in report["unverified"]
+    assert "Unverified" in (shipped / "report.md").read_text()
+    genai = json.loads((shipped / "genai_config.json").read_text())
+    assert any("cuda" in o for o in genai["model"]["decoder"]["session_options"]["provider_options"])
+
+    def weights(path):
+        model = onnx.load(path)
+        init = {i.name: i for i in model.graph.initializer}
+        return {n.name: [numpy_helper.to_array(init[x]) for x in n.input[1:3]] for n in model.graph.node
+                if n.op_type == "MatMulNBits"}
+    cpu, cuda = weights(tmp_path / "build" / "work" / "final" / "model.onnx"), weights(shipped / "model.onnx")
+    assert cpu and sorted(cpu) == sorted(cuda)
+    assert all(np.array_equal(cpu[k][0], cuda[k][0]) for k in cpu)  # edgekit's integers in both graphs
+    assert all(np.allclose(cpu[k][1], cuda[k][1].astype(np.float32), rtol=1e-3) for k in cpu)  # float16 scales
+    bench = run_cli("bench", shipped)
+    assert bench.returncode == 2 and "edgekit profile" in bench.stderr and "Traceback" not in bench.stderr
