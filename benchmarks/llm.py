@@ -67,7 +67,8 @@ def _statistics(reference, calib: np.ndarray) -> tuple[dict, dict]:
 
     if not _STATISTICS:
         names = [n + ".weight" for n, m in reference.named_modules() if n.rsplit(".", 1)[-1] in bw.LINEARS]
-        _STATISTICS["value"] = bw.layer_statistics(reference, calib, names)
+        # the head's too: a 4-bit head is rounded by GPTQ, and without its statistics it falls back to nearest
+        _STATISTICS["value"] = bw.layer_statistics(reference, calib, names + [bw.HEAD])
     return _STATISTICS["value"]
 
 
