@@ -307,7 +307,7 @@ class CompressConfig(Composed):
     def _cross_rules(self) -> "CompressConfig":
         from edgekit.data.splits import parse_fractions
 
-        from edgekit.llm.info import is_causal_lm
+        from edgekit.models.causal_lm import is_causal_lm
 
         language_model = is_causal_lm(self.model)
         if self.quant is None:

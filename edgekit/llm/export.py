@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgekit.errors import InputError, StageError
 from edgekit.llm.blockwise import mend_graph
-from edgekit.llm.info import causal_lm_info
+from edgekit.models.causal_lm import causal_lm_info
 
 PRECISIONS = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int4": "int4"}  # the builder's -p values
 GENAI_FILES = ("model.onnx", "genai_config.json")

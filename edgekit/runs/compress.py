@@ -43,7 +43,7 @@ def run_compress(cfg: CompressConfig) -> dict[str, Any]:
 
 
 def _run(cfg: CompressConfig, runtime: distributed.Runtime) -> dict[str, Any]:
-    from edgekit.llm.info import is_causal_lm
+    from edgekit.models.causal_lm import is_causal_lm
 
     target = load_target(cfg.target)
     if is_causal_lm(cfg.model):

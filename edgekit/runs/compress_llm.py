@@ -32,7 +32,7 @@ BITS = {QuantMode.INT4: 4, QuantMode.INT8: 8}
 
 def run_llm_compress(cfg: CompressConfig, target: Target) -> dict[str, Any]:
     from edgekit.llm.corpus import corpus_splits, load_tokenizer
-    from edgekit.llm.info import causal_lm_info
+    from edgekit.models.causal_lm import causal_lm_info
 
     info = causal_lm_info(cfg.model)
     if cfg.pruning.ratio > 0 and not cfg.model.endswith(".gguf"):  # refused before any text is read

@@ -22,12 +22,13 @@ import torch
 
 from edgekit.data.splits import parse_fractions
 from edgekit.distill import distributed
-from edgekit.distill.checkpoints import RUN, check_same_settings, read_history, run_settings, save_weights
+from edgekit.distill.checkpoints import RUN, check_same_settings, read_history, run_settings
 from edgekit.distill.loop import alpha_at
 from edgekit.errors import DataError, InputError
 from edgekit.files import write_json
-from edgekit.llm import kd
+from edgekit.llm import kd, kd_loop
 from edgekit.llm import teacher_cache as tc
+from edgekit.llm.student import StudentPlan
 from edgekit.outdir import claimed_output, input_paths
 from edgekit.progress import bar, console
 from edgekit.settings import DistillConfig
@@ -53,7 +54,7 @@ class Teacher:
 
 
 def is_lm_distill(cfg: DistillConfig) -> bool:
-    from edgekit.llm.info import is_causal_lm
+    from edgekit.models.causal_lm import is_causal_lm
 
     return tc.is_teacher_cache(cfg.teacher) or is_causal_lm(cfg.teacher)
 
@@ -147,74 +148,6 @@ def _fill_cache(cfg: DistillConfig, module, teacher: Teacher, splits, runtime) -
     return folder if runtime.main else write()
 
 
-@dataclass
-class StudentPlan:
-    """How the student is made, the same way at the start, on --resume and when publishing the best epoch."""
-
-    config: Any
-    weights: Path | None  # a folder to load, or None: built fresh from the config
-    lora_rank: int
-    lora_alpha: float | None
-    seed: int
-
-    @classmethod
-    def of(cls, cfg: DistillConfig, vocab: int) -> "StudentPlan":
-        config, weights = _student_config(Path(cfg.student))
-        if getattr(config, "vocab_size", None) != vocab:
-            raise InputError(f"--student has a vocabulary of {getattr(config, 'vocab_size', None)} tokens and the "
-                             f"teacher {vocab}; token-level distillation needs the teacher's vocabulary: set "
-                             f"vocab_size {vocab} in the student's config")
-        if cfg.lm.lora_rank and weights is None:
-            raise InputError("--lora-rank adapts trained weights, and a student built from a config has none; drop "
-                             "--lora-rank, or give a student folder with weights")
-        return cls(config, weights, cfg.lm.lora_rank, cfg.lm.lora_alpha, cfg.seed)
-
-    @property
-    def kind(self) -> str:
-        return "lora" if self.lora_rank else ("whole" if self.weights is not None else "fresh")
-
-    def build(self):
-        from transformers import AutoModelForCausalLM
-
-        torch.manual_seed(self.seed)
-        if self.weights is not None:
-            model = AutoModelForCausalLM.from_pretrained(self.weights, local_files_only=True, dtype=torch.float32)
-        else:
-            model = AutoModelForCausalLM.from_config(self.config, dtype=torch.float32)
-        if self.lora_rank:
-            from edgekit.llm.lora import add_adapters
-
-            model = add_adapters(model, self.lora_rank, self.lora_alpha)
-        return model
-
-    def trained_names(self, model) -> set[str] | None:
-        """The parameters a checkpoint keeps: the adapters' under LoRA, else every one (None)."""
-        return {n for n, p in model.named_parameters() if p.requires_grad} if self.lora_rank else None
-
-
-def _student_config(path: Path):
-    """(config, folder with weights or None) from a config .json or a transformers folder."""
-    from transformers import AutoConfig
-
-    if path.is_file() and path.suffix == ".json":
-        try:
-            values = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise InputError(f"--student {path} is not a readable JSON config ({exc})") from exc
-        if not isinstance(values, dict) or "model_type" not in values:
-            raise InputError(f"--student {path} has no model_type; a transformers config names its model "
-                             "(\"model_type\": \"llama\")")
-        try:
-            return AutoConfig.for_model(values.pop("model_type"), **values), None
-        except (ValueError, KeyError) as exc:
-            raise InputError(f"--student {path}: {' '.join(str(exc).split())[:160]}") from exc
-    if not (path / "config.json").is_file():
-        raise InputError(f"--student {path}: give a transformers config .json or a model folder (config.json)")
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
-    return config, (path if has_weights else None)
-
-
 def _train_settings(cfg: DistillConfig, plan: StudentPlan):
     given = cfg.train.model_fields_set
     updates = {k: v for k, v in {**LM_DEFAULTS, "lr": LR[plan.kind]}.items() if k not in given}
@@ -228,7 +161,7 @@ def _train(cfg, runtime, plan: StudentPlan, teacher_module, targets, splits, tea
         check_same_settings(cfg)
     student = plan.build()
     keep = plan.trained_names(student)
-    state = _restore(student, ckpt, len(history) - 1, keep) if history else None
+    state = kd_loop.restore(student, ckpt, len(history) - 1, keep) if history else None
     if not history and runtime.main:  # the student as it starts, scored as the trained one will be
         write_json(ckpt / START, _score(student.eval(), teacher_module, targets, splits["eval"]))
     trainee = kd.CausalKD(student, train.temperature).to(runtime.device)
@@ -245,7 +178,7 @@ def _train(cfg, runtime, plan: StudentPlan, teacher_module, targets, splits, tea
     validate = lambda: kd.agreement(lambda ids: model(ids.to(runtime.device)).cpu(), calib, top1)  # noqa: E731
     pool = _curriculum(cfg, train, teacher_module, targets, splits["train"], runtime)
     for epoch in range(len(history), train.epochs):
-        if _patience_spent(history, train.patience):
+        if kd_loop.patience_spent(history, train.patience):
             break
         for group in opt.param_groups:
             group["lr"] = kd.cosine_lr(train.lr, epoch, train.epochs)
@@ -253,31 +186,19 @@ def _train(cfg, runtime, plan: StudentPlan, teacher_module, targets, splits, tea
         model.train()
         steps = -(-len(order) // train.batch_size)
         with bar(f"epoch {epoch + 1}/{train.epochs}", steps) if runtime.main else nullcontext(lambda n=1: None) as advance:
-            record = _epoch(model, opt, teacher_module, targets and targets["train"], splits["train"], order, train,
+            record = kd_loop.run_epoch(model, opt, teacher_module, targets and targets["train"], splits["train"], order, train,
                             alpha_at(train, epoch), runtime, advance)
         model.eval()
         record["validation"] = validate()
-        _checkpoint(ckpt, epoch, trainee, opt, keep, record, history, runtime)
+        kd_loop.save_epoch(ckpt, epoch, trainee, opt, keep, record, history, runtime)
         history.append(record)
         if runtime.main:
             write_json(cfg.out / HISTORY, history)
-            _drop_older(ckpt, epoch)
+            kd_loop.drop_older(ckpt, epoch)
             console.log(f"epoch {epoch + 1}/{train.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()))
     distributed.barrier()
     report = _report(cfg, plan, train, history, teacher_module, targets, splits, teacher, cache, runtime)
     return report
-
-
-def _restore(student, ckpt: Path, last: int, keep: set[str] | None) -> dict:
-    from safetensors.torch import load_file
-
-    weights, state_path = ckpt / f"epoch-{last:03d}.safetensors", ckpt / f"epoch-{last:03d}.state.pt"
-    try:
-        student.load_state_dict(load_file(str(weights)), strict=keep is None)
-        return torch.load(state_path, weights_only=True)
-    except Exception as exc:  # torch and safetensors raise many types for damaged or missing files
-        raise InputError(f"checkpoint {weights.parent} is damaged ({' '.join(str(exc).split())[:120]}); "
-                         "start again with --force instead of --resume") from exc
 
 
 def _teacher_top1(module, targets, blocks: np.ndarray, runtime) -> np.ndarray:
@@ -303,67 +224,6 @@ def _curriculum(cfg, train, module, targets, blocks: np.ndarray, runtime) -> Cal
                                       for s in range(0, len(blocks), 8)])
     ranking = np.argsort(entropy, kind="stable")
     return lambda epoch: ranking[:max(1, round(fraction_at(cfg.curriculum, epoch, train.epochs) * len(ranking)))]
-
-
-def _patience_spent(history: list[dict], patience: int) -> bool:
-    if patience <= 0 or not history:
-        return False
-    best = int(np.argmax([r["validation"] for r in history]))
-    return len(history) - 1 - best >= patience
-
-
-def _epoch(model, opt, teacher, targets, blocks, order, train, alpha: float, runtime, advance) -> dict[str, float]:
-    """One pass over `order`; each process takes its slice of every batch, `accumulate` batches per step."""
-    from edgekit.distill.distributed import autocast, mean_over_processes, no_sync
-
-    batches = [order[s:s + train.batch_size] for s in range(0, len(order), train.batch_size)]
-    batches = [b for b in batches if len(b) >= runtime.world]
-    sizes, sums = [len(b) for b in batches], {}
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt.zero_grad(set_to_none=True)
-    for i, rows in enumerate(batches):
-        group_start = i - i % train.accumulate
-        group = sizes[group_start:group_start + train.accumulate]
-        step = i - group_start + 1 == len(group)
-        local = np.array_split(rows, runtime.world)[runtime.rank]
-        ids = torch.from_numpy(blocks[local]).to(runtime.device)
-        extra = {k: v.to(runtime.device) for k, v in kd.teacher_batch(teacher, targets, ids, local).items()}
-        with no_sync(model, not step), autocast(runtime, train.precision):
-            parts = model(ids, alpha, **extra)
-        (parts["total"] * (sizes[i] / sum(group))).backward()
-        if step:
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        for key, value in parts.items():
-            sums[key] = sums.get(key, 0.0) + float(value.detach()) * sizes[i]
-        advance(1)
-    record = mean_over_processes({k: v / max(sum(sizes), 1) for k, v in sums.items()}, runtime)
-    record["alpha"] = alpha
-    return record
-
-
-def _checkpoint(ckpt: Path, epoch: int, trainee, opt, keep, record, history, runtime) -> None:
-    """Weights (the adapters only under LoRA) and optimizer state of this epoch; the best epoch's weights too."""
-    weights, optimizer = distributed.full_state(trainee, opt)  # every process takes part under FSDP
-    if not runtime.main:
-        return
-    prefix = "student."
-    student = {k[len(prefix):]: v for k, v in weights.items()
-               if k.startswith(prefix) and (keep is None or k[len(prefix):] in keep)}
-    save_weights(student, ckpt / f"epoch-{epoch:03d}.safetensors")
-    tmp = ckpt / f".epoch-{epoch:03d}.state.pt.partial"
-    torch.save({"optimizer": optimizer, "rng": torch.get_rng_state()}, tmp)
-    tmp.replace(ckpt / f"epoch-{epoch:03d}.state.pt")
-    if record["validation"] > max((r["validation"] for r in history), default=-float("inf")):
-        save_weights(student, ckpt / "best.safetensors")
-
-
-def _drop_older(ckpt: Path, epoch: int) -> None:
-    """A language model's checkpoint is large: the last epoch (for --resume) and the best are kept."""
-    for old in ckpt.glob("epoch-*"):
-        if not old.name.startswith(f"epoch-{epoch:03d}."):
-            old.unlink()
 
 
 def _report(cfg, plan, train, history, teacher_module, targets, splits, teacher: Teacher, cache, runtime) -> dict:

@@ -1,5 +1,5 @@
 """`edgekit inspect`: params, MACs, layers and prunable channel groups of a model; for a causal language model,
-its shape read from the config (llm/info.py)."""
+its shape read from the config (models/causal_lm.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from edgekit.files import scratch_dir
 
 def run_inspect(spec: str, weights: str | None, data: str | None,
                 input_shape: list[int] | None = None) -> dict[str, Any]:
-    from edgekit.llm.info import causal_lm_info, is_causal_lm
+    from edgekit.models.causal_lm import causal_lm_info, is_causal_lm
     from edgekit.models import load_model
 
     if is_causal_lm(spec):

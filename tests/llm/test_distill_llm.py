@@ -171,22 +171,22 @@ def test_a_stopped_run_resumes_where_a_straight_one_ends(tmp_path, setting, monk
     from safetensors.torch import load_file
 
     from edgekit.api import distill
-    from edgekit.runs import distill_llm
+    from edgekit.llm import kd_loop
 
     options = dict(teacher=str(setting / "teacher"), student=str(setting / "student.json"),
                    data=str(setting / "docs.txt"), block_size=32, split="0.6,0.2,0.2", lr=3e-3, epochs=2)
     distill(**options, out=tmp_path / "straight")
-    save = distill_llm._checkpoint
+    save = kd_loop.save_epoch
 
     def stop_after_the_first(ckpt, epoch, *args):
         save(ckpt, epoch, *args)
         if epoch == 0:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(distill_llm, "_checkpoint", stop_after_the_first)
+    monkeypatch.setattr(kd_loop, "save_epoch", stop_after_the_first)
     with pytest.raises(KeyboardInterrupt):
         distill(**options, out=tmp_path / "stopped")
-    monkeypatch.setattr(distill_llm, "_checkpoint", save)
+    monkeypatch.setattr(kd_loop, "save_epoch", save)
     resumed = distill(**options, out=tmp_path / "stopped", resume=True)
     assert resumed["epochs_run"] == 2
     straight = load_file(str(tmp_path / "straight" / "student" / "model.safetensors"))

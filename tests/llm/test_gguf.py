@@ -48,7 +48,7 @@ def test_gguf_holds_edgekit_integers_and_reads_back_as_the_same_model(tmp_path, 
 
 
 def test_a_gguf_file_is_a_causal_lm_input(tmp_path):
-    from edgekit.llm.info import causal_lm_info, is_causal_lm
+    from edgekit.models.causal_lm import causal_lm_info, is_causal_lm
     from edgekit.llm.blockwise import load_state
     from edgekit.llm.to_gguf import write_gguf
 
