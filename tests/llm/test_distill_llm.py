@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,18 +110,31 @@ def test_teacher_cache_is_written_once_per_key_and_trains_without_the_teacher(tm
     again = _distill(setting, tmp_path / "c2", "--top-k", "16", "--teacher-cache", cache, "--cache-only",
                      student=False)
     assert again["cache"] == folder and os.stat(os.path.join(folder, "teacher-cache.json")).st_mtime_ns == stamp
-    other = _distill(setting, tmp_path / "c3", "--top-k", "16", "--teacher-cache", cache, "--cache-only",
-                     "--seed", "1", student=False)  # other splits: other blocks, another key
-    assert other["cache"] != folder
+    other = _cache_in_process(setting, cache, seed=1)  # other splits: other blocks, another key
+    assert other != Path(folder) and _cache_in_process(setting, cache, seed=0) == Path(folder)
     manifest = read_manifest(folder)
     assert manifest["top_k"] == 16 and set(manifest["splits"]) == {"train", "calib", "eval"}
     trained = _distill(setting, tmp_path / "s", "--epochs", "2", teacher=folder)
     assert trained["teacher_targets"] == "top-16 cache" and trained["teacher"]["params"] is None
     assert trained["student"]["top1_agreement"] > trained["student_at_start"]["top1_agreement"] + 0.1
-    wrong = run_cli("distill", "--teacher", folder, "--student", setting / "student.json", "--data",
-                    setting / "docs.txt", "--out", tmp_path / "w", *COMMON, "--seed", "2")
-    assert wrong.returncode == 2 and "teacher cache" in wrong.stderr and "Traceback" not in wrong.stderr
-    assert len(wrong.stderr.strip().splitlines()) == 1
+    from edgekit.api import distill
+    from edgekit.errors import InputError
+
+    with pytest.raises(InputError, match="other token blocks than the teacher cache"):
+        distill(teacher=folder, student=str(setting / "student.json"), data=str(setting / "docs.txt"),
+                out=tmp_path / "w", block_size=32, split="0.6,0.2,0.2", seed=2)
+    assert not (tmp_path / "w").exists()
+
+
+def _cache_in_process(setting, root, seed: int):
+    from transformers import AutoModelForCausalLM
+
+    from edgekit.llm.corpus import corpus_splits, load_tokenizer
+    from edgekit.llm.teacher_cache import write_cache
+
+    blocks = corpus_splits(setting / "docs.txt", load_tokenizer(setting / "teacher"), 32, (0.6, 0.2, 0.2), seed)
+    teacher = AutoModelForCausalLM.from_pretrained(setting / "teacher").eval()
+    return write_cache(root, teacher, setting / "teacher", setting / "teacher", {n: b.ids for n, b in blocks.items()}, 16)
 
 
 def test_lora_adapters_train_and_are_merged_into_a_plain_model(tmp_path, setting):
@@ -194,19 +208,34 @@ def test_a_stopped_run_resumes_where_a_straight_one_ends(tmp_path, setting, monk
     assert all(torch.equal(straight[k], again[k]) for k in straight)
 
 
-@pytest.mark.parametrize("case", ["vocabulary", "lora-without-weights", "cache-only-without-top-k", "no-model-type",
-                                  "no-student"])
-def test_bad_inputs_get_one_line(tmp_path, setting, case):
-    student = tmp_path / "s.json"
-    config = {"model_type": "llama", "vocab_size": 100, **STUDENT} if case == "vocabulary" else \
-        {"vocab_size": 384, **STUDENT} if case == "no-model-type" else \
-        json.loads((setting / "student.json").read_text())
-    student.write_text(json.dumps(config))
-    extra = {"lora-without-weights": ["--lora-rank", "4"], "cache-only-without-top-k": ["--cache-only"]}.get(case, [])
-    args = ["distill", "--teacher", setting / "teacher", "--data", setting / "docs.txt", "--out", tmp_path / "o",
-            *COMMON, *extra] + ([] if case == "no-student" else ["--student", student])
-    result = run_cli(*args)
-    words = {"vocabulary": "vocabulary", "lora-without-weights": "--lora-rank", "cache-only-without-top-k": "--top-k",
-             "no-model-type": "model_type", "no-student": "--student"}[case]
+def _student_file(tmp_path, setting, case: str):
+    config = json.loads((setting / "student.json").read_text())
+    if case == "vocabulary":
+        config["vocab_size"] = 100
+    if case == "no-model-type":
+        del config["model_type"]
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize("case, words", [("vocabulary", "vocabulary"), ("no-student", "--student")])
+def test_bad_inputs_get_one_line(tmp_path, setting, case, words):
+    student = [] if case == "no-student" else ["--student", _student_file(tmp_path, setting, case)]
+    result = run_cli("distill", "--teacher", setting / "teacher", "--data", setting / "docs.txt", "--out",
+                     tmp_path / "o", *COMMON, *student)
     assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("case, extra, words", [("lora-without-weights", {"lora_rank": 4}, "--lora-rank"),
+                                                ("cache-only-without-top-k", {"cache_only": True}, "--top-k"),
+                                                ("no-model-type", {}, "model_type")])
+def test_bad_settings_are_refused_before_any_work(tmp_path, setting, case, extra, words):
+    from edgekit.api import distill
+    from edgekit.errors import InputError
+
+    with pytest.raises(InputError, match=words):
+        distill(teacher=str(setting / "teacher"), student=str(_student_file(tmp_path, setting, case)),
+                data=str(setting / "docs.txt"), out=tmp_path / "o", block_size=32, **extra)
+    assert not (tmp_path / "o").exists()
