@@ -190,6 +190,8 @@ def _train(cfg, runtime, plan: StudentPlan, teacher_module, targets, splits, tea
                             alpha_at(train, epoch), runtime, advance)
         model.eval()
         record["validation"] = validate()
+        if pool:
+            record["curriculum_fraction"] = len(order) / len(splits["train"])
         kd_loop.save_epoch(ckpt, epoch, trainee, opt, keep, record, history, runtime)
         history.append(record)
         if runtime.main:

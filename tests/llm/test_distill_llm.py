@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -206,6 +207,33 @@ def test_a_stopped_run_resumes_where_a_straight_one_ends(tmp_path, setting, monk
     straight = load_file(str(tmp_path / "straight" / "student" / "model.safetensors"))
     again = load_file(str(tmp_path / "stopped" / "student" / "model.safetensors"))
     assert all(torch.equal(straight[k], again[k]) for k in straight)
+
+
+def test_the_curriculum_starts_on_the_blocks_the_teacher_is_surest_of(tmp_path, setting, monkeypatch):
+    """--curriculum 0.5 from a top-k cache: the first epoch trains on the half of the blocks with the lowest
+    teacher entropy, the last on all of them."""
+    from edgekit.api import distill
+    from edgekit.llm import kd, kd_loop
+    from edgekit.llm.teacher_cache import read_split
+
+    seen = []
+    run_epoch = kd_loop.run_epoch
+
+    def recording(model, opt, teacher, targets, blocks, order, *args):
+        seen.append(sorted(order.tolist()))
+        return run_epoch(model, opt, teacher, targets, blocks, order, *args)
+
+    monkeypatch.setattr(kd_loop, "run_epoch", recording)
+    distill(teacher=str(setting / "teacher"), student=str(setting / "student.json"), data=str(setting / "docs.txt"),
+            out=tmp_path / "c", block_size=32, split="0.6,0.2,0.2", lr=3e-3, epochs=2, curriculum=0.5,
+            top_k=16, teacher_cache=tmp_path / "cache")
+    history = json.loads((tmp_path / "c" / "history.json").read_text())
+    assert [round(r["curriculum_fraction"], 2) for r in history] == [0.5, 1.0]
+    cache = next((tmp_path / "cache").iterdir())
+    entropy = kd.mean_entropy(read_split(cache, "train").values, 2.0)
+    first = np.asarray(seen[0])
+    rest = np.setdiff1d(np.arange(len(entropy)), first)
+    assert entropy[first].max() <= entropy[rest].min() and len(seen[1]) == len(entropy)
 
 
 def _student_file(tmp_path, setting, case: str):
