@@ -236,6 +236,21 @@ def test_the_curriculum_starts_on_the_blocks_the_teacher_is_surest_of(tmp_path, 
     assert entropy[first].max() <= entropy[rest].min() and len(seen[1]) == len(entropy)
 
 
+def test_accumulated_batches_take_the_step_of_the_whole_batch(tmp_path, setting):
+    from safetensors.torch import load_file
+
+    from edgekit.api import distill
+
+    common = dict(teacher=str(setting / "teacher"), student=str(setting / "student.json"),
+                  data=str(setting / "docs.txt"), block_size=32, split="0.6,0.2,0.2", lr=3e-3, epochs=1)
+    distill(**common, out=tmp_path / "whole", batch_size=8)
+    distill(**common, out=tmp_path / "parts", batch_size=4, accumulate=2)
+    distill(**common, out=tmp_path / "small", batch_size=4)
+    weights = {n: load_file(str(tmp_path / n / "student" / "model.safetensors")) for n in ("whole", "parts", "small")}
+    gap = lambda a, b: float(torch.cat([(weights[a][k] - weights[b][k]).flatten() for k in weights[a]]).norm())  # noqa: E731
+    assert gap("whole", "parts") < 0.05 * gap("whole", "small"), (gap("whole", "parts"), gap("whole", "small"))
+
+
 def _student_file(tmp_path, setting, case: str):
     config = json.loads((setting / "student.json").read_text())
     if case == "vocabulary":
