@@ -114,22 +114,27 @@ def agreement(model: Callable, blocks: np.ndarray, teacher_top1: np.ndarray, bat
     return hits / max(1, teacher_top1.size)
 
 
+def _next_token_log_probs(model, block: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probabilities [length-1, vocab] of one block's next tokens, the tokens that follow)."""
+    ids = torch.from_numpy(block[None])
+    return torch.log_softmax(model(ids).logits[0, :-1].float(), -1), ids[0, 1:]
+
+
 def score(student, teacher, targets, blocks: np.ndarray) -> dict[str, float]:
     """Perplexity on `blocks`, and mean KL(teacher || student) per token and top-1 agreement with the teacher: from
     its full logits, or over its cached top-k (`targets`), one block at a time so the logits stay small."""
     nll, kl, hits, count = 0.0, 0.0, 0, 0
     with torch.no_grad():
         for row, block in enumerate(blocks):
-            ids = torch.from_numpy(block[None])
-            log_q = torch.log_softmax(student(ids).logits[0, :-1].float(), -1)
-            nll -= float(log_q.gather(-1, ids[0, 1:, None]).sum())
+            log_q, following = _next_token_log_probs(student, block)
+            nll -= float(log_q.gather(-1, following[:, None]).sum())
             if targets is not None:
                 log_p = torch.log_softmax(torch.from_numpy(targets.values[row]).float(), -1)
                 top = torch.from_numpy(targets.indices[row]).long()
                 kl += float((log_p.exp() * (log_p - log_q.gather(-1, top))).sum())
                 teacher_top1 = top[:, 0]
             else:
-                log_p = torch.log_softmax(teacher(ids).logits[0, :-1].float(), -1)
+                log_p, _ = _next_token_log_probs(teacher, block)
                 kl += float((log_p.exp() * (log_p - log_q)).sum())
                 teacher_top1 = log_p.argmax(-1)
             hits += int((log_q.argmax(-1) == teacher_top1).sum())
@@ -141,8 +146,14 @@ def perplexity(model, blocks: np.ndarray) -> float:
     nll, count = 0.0, 0
     with torch.no_grad():
         for block in blocks:
-            ids = torch.from_numpy(block[None])
-            log_q = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
-            nll -= float(log_q.gather(-1, ids[0, 1:, None]).sum())
+            log_q, following = _next_token_log_probs(model, block)
+            nll -= float(log_q.gather(-1, following[:, None]).sum())
             count += log_q.shape[0]
     return math.exp(nll / count)
+
+
+def teacher_logits(teacher, blocks: np.ndarray, device, batch: int = 8):
+    """The teacher's next-token logits [n, length-1, vocab] for a few blocks at a time (a generator)."""
+    with torch.no_grad():
+        for s in range(0, len(blocks), batch):
+            yield teacher(torch.from_numpy(blocks[s:s + batch]).to(device)).logits[:, :-1].cpu()

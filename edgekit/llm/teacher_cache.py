@@ -99,14 +99,20 @@ def write_cache(root: Path, teacher, teacher_dir: Path, tokenizer_dir: Path, spl
         for name, ids in splits.items():
             _write_split(tmp, name, teacher, ids, top_k, batch, progress)
         (tmp / "tokenizer").mkdir()
-        for part in TOKENIZER_PARTS:
-            if (tokenizer_dir / part).is_file():
-                shutil.copy2(tokenizer_dir / part, tmp / "tokenizer" / part)
+        copy_tokenizer_files(tokenizer_dir, tmp / "tokenizer")
         manifest = {"format": FORMAT, "key": key, "top_k": top_k, **hashes, "teacher_path": str(teacher_dir),
                     "vocab": int(teacher.config.vocab_size), "block_size": int(next(iter(splits.values())).shape[1]),
                     "splits": {n: int(len(ids)) for n, ids in splits.items()}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return folder
+
+
+def copy_tokenizer_files(source: Path, folder: Path) -> None:
+    """Every tokenizer file a transformers folder may hold (the cache and the distilled student carry the
+    teacher's)."""
+    for part in TOKENIZER_PARTS:
+        if (source / part).is_file():
+            shutil.copy2(source / part, folder / part)
 
 
 def _write_split(folder: Path, name: str, teacher, ids: np.ndarray, top_k: int, batch: int, progress) -> None:
@@ -158,6 +164,6 @@ def read_split(folder: Path, name: str) -> Targets:
 
     shards = sorted(Path(folder).glob(f"{name}-*.safetensors"))
     if not shards:
-        return Targets(np.zeros((0, 0, 0), np.float16), np.zeros((0, 0, 0), np.int32), np.zeros((0, 0), np.float32))
+        raise InputError(f"teacher cache {folder} has no {name} shards; it is damaged: write it again with --cache-only")
     parts = [load_file(str(s)) for s in shards]
     return Targets(*(np.concatenate([p[k] for p in parts]) for k in ("values", "indices", "target_logprob")))

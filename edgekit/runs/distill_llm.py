@@ -29,6 +29,7 @@ from edgekit.files import write_json
 from edgekit.llm import kd, kd_loop
 from edgekit.llm import teacher_cache as tc
 from edgekit.llm.student import StudentPlan
+from edgekit.measure.metrics import count_params
 from edgekit.outdir import claimed_output, input_paths
 from edgekit.progress import bar, console
 from edgekit.settings import DistillConfig
@@ -163,7 +164,7 @@ def _train(cfg, runtime, plan: StudentPlan, teacher_module, targets, splits, tea
     keep = plan.trained_names(student)
     state = kd_loop.restore(student, ckpt, len(history) - 1, keep) if history else None
     if not history and runtime.main:  # the student as it starts, scored as the trained one will be
-        write_json(ckpt / START, _score(student.eval(), teacher_module, targets, splits["eval"]))
+        write_json(ckpt / START, _score(student.eval(), teacher_module, targets, splits["eval"][:EVAL_BLOCKS]))
     trainee = kd.CausalKD(student, train.temperature).to(runtime.device)
     if teacher_module is not None and targets is None:
         teacher_module.to(runtime.device)
@@ -185,9 +186,10 @@ def _train(cfg, runtime, plan: StudentPlan, teacher_module, targets, splits, tea
         order = kd.epoch_order(len(splits["train"]), cfg.seed, epoch, pool(epoch) if pool else None)
         model.train()
         steps = -(-len(order) // train.batch_size)
-        with bar(f"epoch {epoch + 1}/{train.epochs}", steps) if runtime.main else nullcontext(lambda n=1: None) as advance:
-            record = kd_loop.run_epoch(model, opt, teacher_module, targets and targets["train"], splits["train"], order, train,
-                            alpha_at(train, epoch), runtime, advance)
+        shown = bar(f"epoch {epoch + 1}/{train.epochs}", steps) if runtime.main else nullcontext(lambda n=1: None)
+        with shown as advance:
+            record = kd_loop.run_epoch(model, opt, teacher_module, targets and targets["train"], splits["train"],
+                                       order, train, alpha_at(train, epoch), runtime, advance)
         model.eval()
         record["validation"] = validate()
         if pool:
@@ -199,16 +201,13 @@ def _train(cfg, runtime, plan: StudentPlan, teacher_module, targets, splits, tea
             kd_loop.drop_older(ckpt, epoch)
             console.log(f"epoch {epoch + 1}/{train.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()))
     distributed.barrier()
-    report = _report(cfg, plan, train, history, teacher_module, targets, splits, teacher, cache, runtime)
-    return report
+    return _report(cfg, plan, train, history, teacher_module, targets, splits, teacher, cache, runtime)
 
 
 def _teacher_top1(module, targets, blocks: np.ndarray, runtime) -> np.ndarray:
     if targets is not None:
         return targets["calib"].top1()[:len(blocks)]
-    with torch.no_grad():
-        return np.concatenate([module(torch.from_numpy(blocks[s:s + 8]).to(runtime.device)).logits[:, :-1]
-                               .argmax(-1).cpu().numpy() for s in range(0, len(blocks), 8)])
+    return np.concatenate([t.argmax(-1).numpy() for t in kd.teacher_logits(module, blocks, runtime.device)])
 
 
 def _curriculum(cfg, train, module, targets, blocks: np.ndarray, runtime) -> Callable[[int], np.ndarray] | None:
@@ -220,10 +219,8 @@ def _curriculum(cfg, train, module, targets, blocks: np.ndarray, runtime) -> Cal
     if targets is not None:
         entropy = kd.mean_entropy(targets["train"].values, train.temperature)
     else:
-        with torch.no_grad():
-            entropy = np.concatenate([kd.mean_entropy(module(torch.from_numpy(blocks[s:s + 8]).to(runtime.device))
-                                                      .logits[:, :-1].cpu().numpy(), train.temperature)
-                                      for s in range(0, len(blocks), 8)])
+        entropy = np.concatenate([kd.mean_entropy(t.numpy(), train.temperature)
+                                  for t in kd.teacher_logits(module, blocks, runtime.device)])
     ranking = np.argsort(entropy, kind="stable")
     return lambda epoch: ranking[:max(1, round(fraction_at(cfg.curriculum, epoch, train.epochs) * len(ranking)))]
 
@@ -249,9 +246,9 @@ def _report(cfg, plan, train, history, teacher_module, targets, splits, teacher:
     student = merged(student).eval()
     evals = splits["eval"][:EVAL_BLOCKS]
     student.to("cpu")
-    report["teacher"] = {"params": _count(teacher_module) if teacher_module is not None else None,
+    report["teacher"] = {"params": count_params(teacher_module) if teacher_module is not None else None,
                          "perplexity": _teacher_perplexity(teacher_module, targets, evals)}
-    report["student"] = {"params": _count(student), **_score(student, teacher_module, targets, evals)}
+    report["student"] = {"params": count_params(student), **_score(student, teacher_module, targets, evals)}
     report["student_at_start"] = json.loads((cfg.out / "checkpoints" / START).read_text())
     report["params_ratio"] = (report["student"]["params"] / report["teacher"]["params"]
                               if report["teacher"]["params"] else None)
@@ -261,7 +258,6 @@ def _report(cfg, plan, train, history, teacher_module, targets, splits, teacher:
 
 
 def _score(student, teacher_module, targets, blocks: np.ndarray) -> dict[str, float]:
-    blocks = blocks[:EVAL_BLOCKS]
     return kd.score(student, teacher_module, targets and targets["eval"], blocks)
 
 
@@ -271,21 +267,10 @@ def _teacher_perplexity(module, targets, blocks: np.ndarray) -> float:
     return kd.perplexity(module, blocks)
 
 
-def _count(module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def _save_student(model, folder: Path, tokenizer_dir: Path) -> Path:
-    import shutil
-
-    import transformers
-
     from edgekit.files import atomic_dir
 
-    transformers.utils.logging.disable_progress_bar()
     with atomic_dir(folder, replace=True) as tmp:
         model.save_pretrained(tmp)
-        for part in tc.TOKENIZER_PARTS:
-            if (tokenizer_dir / part).is_file():
-                shutil.copy2(tokenizer_dir / part, tmp / part)
+        tc.copy_tokenizer_files(tokenizer_dir, tmp)
     return folder
