@@ -151,6 +151,9 @@ class LlmSettings(Section):
     recover_minutes: float = option(10.0, "Distillation from the unpruned model after --prune (language models): "
                                     "wall-clock minutes.", gt=0)
     recover_lr: float = option(1e-4, "Learning rate of that distillation (language models).", gt=0)
+    prune_axis: Literal["width", "depth", "hidden"] = option(
+        "width", "What --prune removes (language models): width, MLP neurons then whole KV groups; depth, whole "
+        "decoder layers, the least missed on the calibration text; hidden, channels of the residual stream.")
     head_bits: Literal[8, 4] = option(8, "Bits of the output head's weight blocks (language models; a tied "
                                       "embedding reads the same integers): 4 decodes faster, 8 stays closer.")
 

@@ -26,7 +26,7 @@ def render(report: dict[str, Any]) -> str:
     if report.get("pruning"):
         p = report["pruning"]
         lines += [f"Pruned {p['ratio']:.0%} of the parameters ({p['params_after']:,} of {p['params_before']:,} kept: "
-                  f"MLP width {p['intermediate_size']}, {p['kv_heads']} KV heads), then distilled from the unpruned "
+                  f"{p['kept']}), then distilled from the unpruned "
                   f"model for {p['recovery']['steps']} steps ({p['recovery']['tokens']:,} tokens, "
                   f"{p['recovery']['seconds']:.0f} s).", ""]
     if report.get("unverified"):

@@ -1,5 +1,5 @@
-"""`compress` for a causal language model: optionally pruned to a uniform width and distilled back from the
-unpruned model, then INT4 or INT8 weight blocks chosen here (GPTQ or RTN on the calibration text), exported
+"""`compress` for a causal language model: optionally pruned (width, depth or hidden size, uniform across
+layers) and distilled back from the unpruned model, then INT4 or INT8 weight blocks chosen here (GPTQ or RTN on the calibration text), exported
 with a KV cache through the ONNX Runtime GenAI builder, measured against the FP model on held-out text and
 against the FP32 export for speed, published as OUT/<target>/ (a GenAI folder) with its report.
 """
@@ -41,7 +41,7 @@ def run_llm_compress(cfg: CompressConfig, target: Target) -> dict[str, Any]:
         from edgekit.llm.prune import check_share
 
         config = AutoConfig.from_pretrained(cfg.model, local_files_only=True)
-        check_share(config, cfg.pruning.ratio, bool(getattr(config, "tie_word_embeddings", False)))
+        check_share(config, cfg.pruning.ratio, bool(getattr(config, "tie_word_embeddings", False)), cfg.llm.prune_axis)
     tokenizer = load_tokenizer(cfg.model)
     splits = corpus_splits(cfg.data, tokenizer, cfg.llm.block_size, parse_fractions(cfg.split), cfg.seed)
     if cfg.eval_data:
@@ -150,7 +150,7 @@ def _prune_and_recover(cfg, model_dir: Path, reference, splits, work: Path, reco
 
     student, folder, done = prune_and_distill(model_dir, reference, splits["calib"].ids[:CALIB_BLOCKS],
                                               splits["train"].ids, cfg.pruning.ratio, cfg.llm.recover_minutes,
-                                              cfg.llm.recover_lr, cfg.seed, work)
+                                              cfg.llm.recover_lr, cfg.seed, work, cfg.llm.prune_axis)
     record.update(done)
     return student, folder
 

@@ -115,3 +115,87 @@ def test_distillation_brings_the_pruned_student_back_toward_the_teacher(setting)
     after = _kl(student, model, splits["eval"].ids[:8])
     assert log.steps >= 5 and log.seconds < 40
     assert after < 0.7 * before, (before, after)
+
+
+@pytest.fixture(scope="module")
+def deeper(tmp_path_factory, setting):
+    """A trained 4-layer model of hidden size 128: room to drop a layer, and hidden widths in weight blocks."""
+    from edgekit.llm.corpus import corpus_splits, load_tokenizer
+
+    root = tmp_path_factory.mktemp("prune-axes")
+    model, _ = tiny_causal_lm(root / "m", "qwen2", layers=4, hidden=128)
+    splits = corpus_splits(setting[0] / "docs.txt", load_tokenizer(root / "m"), 64, (0.5, 0.25, 0.25))
+    _train(model, splits["train"].ids)
+    model.save_pretrained(root / "m")
+    return root, model, splits
+
+
+def _unbiased(model) -> int:
+    """Parameters as the pruning plans count them (Qwen2's query, key and value biases aside)."""
+    return sum(p.numel() for name, p in model.named_parameters() if not name.endswith("bias"))
+
+
+def _exported_matches(model, folder, tmp_path, blocks) -> float:
+    from edgekit.llm.export import build_genai
+    from edgekit.llm.measure import quality
+    from edgekit.llm.prune import save_pruned
+
+    genai = build_genai(save_pruned(model, folder, tmp_path / "pruned"), tmp_path / "g", "fp32")
+    return quality(genai, model, blocks)["kl_per_token"]
+
+
+def test_depth_pruning_drops_the_least_missed_layer_and_renumbers_the_rest(deeper, tmp_path):
+    from edgekit.llm.prune import build_pruned, choose, count_params
+    from edgekit.llm.prune.depth import _kl_without
+
+    root, model, splits = deeper
+    calib = splits["calib"].ids[:8]
+    state, chosen = choose("depth", root / "m", model, calib, 0.25)
+    pruned = build_pruned(model, state, chosen)
+    assert pruned.config.num_hidden_layers == 3 == len(pruned.model.layers) and len(chosen.dropped) == 1
+    assert _unbiased(pruned) == chosen.params_after == count_params(pruned.config, tied=False)
+    # the renumbered model is the full one with that layer passed through: the KL the plan measured
+    assert abs(_kl(pruned, model, calib) - chosen.kl_after[0]) < 1e-4 * max(1.0, chosen.kl_after[0])
+    ids = torch.from_numpy(np.asarray(splits["eval"].ids[:8], np.int64))
+    with torch.no_grad():
+        reference = torch.log_softmax(model(ids).logits, -1)
+    held_out = [_kl_without(model, model.model.layers, ids, reference, [i]) for i in range(4)]
+    assert held_out[chosen.dropped[0]] <= sorted(held_out)[1], held_out  # among the two least missed
+    assert _exported_matches(pruned, root / "m", tmp_path, splits["eval"].ids[:2]) < 1e-5
+
+
+def test_hidden_pruning_keeps_the_busiest_channels_and_rescales_the_norms(deeper, tmp_path):
+    from edgekit.llm.prune import build_pruned, choose, count_params
+
+    root, model, splits = deeper
+    state, chosen = choose("hidden", root / "m", model, splits["calib"].ids[:8], 0.2)
+    pruned = build_pruned(model, state, chosen)
+    assert pruned.config.hidden_size == 96 and pruned.model.embed_tokens.weight.shape[1] == 96
+    assert _unbiased(pruned) == chosen.params_after == count_params(pruned.config, tied=False)
+    evals = splits["eval"].ids[:8]
+    kept = _kl(pruned, model, evals)
+    plain = type(chosen)(chosen.channels, {k: 1.0 for k in chosen.norm_scales}, 0, 0)
+    assert kept < _kl(build_pruned(model, state, plain), model, evals), "the norm rescaling should help"
+    rng = np.random.default_rng(2)
+    chance = [_kl(build_pruned(model, state, type(chosen)(np.sort(rng.permutation(128)[:96]), chosen.norm_scales,
+                                                            0, 0)), model, evals) for _ in range(3)]
+    assert kept < min(chance), (kept, chance)
+    assert _exported_matches(pruned, root / "m", tmp_path, splits["eval"].ids[:2]) < 1e-5
+
+
+@pytest.mark.parametrize("axis, ratio, expected", [("depth", 0.85, "at most 0.60 of this model's parameters"),
+                                                   ("hidden", 0.8, "at most 0.75 of this model's parameters")])
+def test_a_share_an_axis_cannot_give_is_refused_from_the_config(deeper, axis, ratio, expected):
+    from edgekit.errors import InputError
+    from edgekit.llm.prune import check_share
+
+    with pytest.raises(InputError, match=expected):
+        check_share(deeper[1].config, ratio, False, axis)
+
+
+def test_hidden_pruning_refuses_a_tensor_it_cannot_place(deeper):
+    from edgekit.errors import InputError
+    from edgekit.llm.prune.hidden import check_layout
+
+    with pytest.raises(InputError, match="does not know where model.extra.weight reads the hidden size"):
+        check_layout({"model.extra.weight": np.zeros((5, 128), np.float32)}, deeper[1].config)

@@ -1,4 +1,4 @@
-"""Structured pruning of a causal LM, uniform across layers so the exporters take the result: MLP neurons, and
+"""Width pruning of a causal LM, uniform across layers so the exporters take the result: MLP neurons, and
 whole KV groups of attention heads (a key/value head with the query heads that read it, so grouped-query
 attention stays consistent). Width is physically removed: the pruned model is a smaller model of the same
 class, saved with a config that says so.
@@ -12,18 +12,12 @@ that layer ranks highest.
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import InputError
-
-MULTIPLE = 32  # kept MLP width stays a multiple of the weight-block size
-MIN_KEEP = 0.25  # at most three quarters of the MLP neurons go
-
+from edgekit.llm.prune.shape import MIN_KEEP, MULTIPLE, check_ratio, copy_config, count_params, floor_width, shape
 
 @dataclass
 class PrunePlan:
@@ -36,44 +30,37 @@ class PrunePlan:
     params_before: int
     params_after: int
 
+    def config(self, old):
+        return pruned_config(old, self)
 
-def _shape(config) -> dict[str, int]:
-    heads = config.num_attention_heads
-    kv = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return {"hidden": config.hidden_size, "heads": heads, "kv": kv, "head_dim": head_dim,
-            "per_group": heads // kv, "layers": config.num_hidden_layers, "intermediate": config.intermediate_size}
+    def state(self, state: dict[str, np.ndarray], old) -> dict[str, np.ndarray]:
+        return prune_state(state, old, self)
+
+    def describe(self) -> dict:
+        return {"axis": "width", "intermediate_size": self.intermediate, "kv_heads": self.kv_groups,
+                "kept": f"MLP width {self.intermediate}, {self.kv_groups} KV heads"}
 
 
 def importance(state: dict[str, np.ndarray], hessians: dict[str, np.ndarray], config) -> tuple[list, list]:
     """Per layer: (MLP neuron scores [intermediate], KV group scores [kv groups])."""
-    shape = _shape(config)
+    s = shape(config)
     neurons, groups = [], []
-    for i in range(shape["layers"]):
+    for i in range(s["layers"]):
         base = f"model.layers.{i}"
         down = state[f"{base}.mlp.down_proj.weight"]
         neurons.append(np.diag(hessians[f"{base}.mlp.down_proj.weight"]) * np.sum(down.astype(np.float64) ** 2, axis=0))
         out = state[f"{base}.self_attn.o_proj.weight"]
         channel = np.diag(hessians[f"{base}.self_attn.o_proj.weight"]) * np.sum(out.astype(np.float64) ** 2, axis=0)
-        groups.append(channel.reshape(shape["kv"], -1).sum(axis=1))
+        groups.append(channel.reshape(s["kv"], -1).sum(axis=1))
     return neurons, groups
-
-
-def count_params(config, tied: bool) -> int:
-    s = _shape(config)
-    attention = s["hidden"] * s["head_dim"] * (2 * s["heads"] + 2 * s["kv"])
-    mlp = 3 * s["hidden"] * s["intermediate"]
-    embeddings = config.vocab_size * s["hidden"] * (1 if tied else 2)
-    return s["layers"] * (attention + mlp + 2 * s["hidden"]) + embeddings + s["hidden"]
 
 
 def check_share(config, ratio: float, tied: bool) -> None:
     """Refuse, from the config alone (before any work), a share the model cannot give."""
-    if not 0 < ratio < 0.9:
-        raise InputError(f"--prune {ratio}: give a share of the parameters between 0 and 0.9")
-    s = _shape(config)
+    check_ratio(ratio)
+    s = shape(config)
     before = count_params(config, tied)
-    floor = max(MULTIPLE, int(s["intermediate"] * MIN_KEEP) // MULTIPLE * MULTIPLE)
+    floor = floor_width(s["intermediate"])
     most = ((s["intermediate"] - floor) * 3 * s["hidden"] * s["layers"]
             + (s["kv"] - 1) * s["hidden"] * s["head_dim"] * (2 * s["per_group"] + 2) * s["layers"])
     if before * ratio > most:
@@ -87,12 +74,12 @@ def plan(state: dict[str, np.ndarray], hessians: dict[str, np.ndarray], config, 
     """The widths that remove `ratio` of all parameters (MLP neurons first; KV groups where the MLP alone
     cannot), and each layer's most important neurons and groups at those widths."""
     check_share(config, ratio, tied)
-    s = _shape(config)
+    s = shape(config)
     before = count_params(config, tied)
     goal = before * ratio
     per_neuron = 3 * s["hidden"] * s["layers"]
     per_group = s["hidden"] * s["head_dim"] * (2 * s["per_group"] + 2) * s["layers"]
-    floor = max(MULTIPLE, int(s["intermediate"] * MIN_KEEP) // MULTIPLE * MULTIPLE)
+    floor = floor_width(s["intermediate"])
     keep, kv_groups = floor, 1
     for groups in range(s["kv"], 0, -1):  # the MLP first; a KV group goes only where the MLP alone cannot
         left = goal - (s["kv"] - groups) * per_group
@@ -109,7 +96,7 @@ def plan(state: dict[str, np.ndarray], hessians: dict[str, np.ndarray], config, 
 
 def prune_state(state: dict[str, np.ndarray], config, chosen: PrunePlan) -> dict[str, np.ndarray]:
     """The state with only the kept neurons and KV groups (rows and columns physically removed)."""
-    s = _shape(config)
+    s = shape(config)
     pruned = dict(state)
     hd, per = s["head_dim"], s["per_group"]
     for i in range(s["layers"]):
@@ -132,73 +119,10 @@ def prune_state(state: dict[str, np.ndarray], config, chosen: PrunePlan) -> dict
 
 
 def pruned_config(config, chosen: PrunePlan):
-    s = _shape(config)
-    new = config.__class__.from_dict(config.to_dict())
+    s = shape(config)
+    new = copy_config(config)
     new.intermediate_size = chosen.intermediate
     new.num_key_value_heads = chosen.kv_groups
     new.num_attention_heads = chosen.kv_groups * s["per_group"]
     new.head_dim = s["head_dim"]  # no longer hidden / heads once heads go
     return new
-
-
-def build_pruned(model, state: dict[str, np.ndarray], chosen: PrunePlan):
-    """A new model of the same class at the pruned widths, holding the kept weights."""
-    import torch
-
-    config = pruned_config(model.config, chosen)
-    pruned = type(model)(config)
-    tensors = {k: torch.from_numpy(v) for k, v in prune_state(state, model.config, chosen).items()}
-    missing, unexpected = pruned.load_state_dict(tensors, strict=False)
-    if unexpected or [m for m in missing if not m.endswith("lm_head.weight")]:
-        raise InputError(f"pruning does not know this model's layout (missing {missing[:2]}, unexpected "
-                         f"{unexpected[:2]}); give a Llama- or Qwen2-style model, or drop --prune")
-    if getattr(config, "tie_word_embeddings", False):
-        pruned.tie_weights()
-    return pruned.eval()
-
-
-def save_pruned(model, tokenizer_dir: Path, out: Path) -> Path:
-    """The pruned model as a transformers folder with the source's tokenizer files."""
-    tmp = out.with_name(f".{out.name}.writing")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    for file in Path(tokenizer_dir).iterdir():
-        if file.is_file() and (file.name.startswith(("tokenizer", "special_tokens", "vocab", "merges", "chat_template"))
-                               or file.name == "generation_config.json"):
-            shutil.copy2(file, tmp / file.name)
-    config = json.loads((tmp / "config.json").read_text())
-    config.pop("quantization_config", None)
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
-
-
-def prune_and_distill(model_dir: Path, reference, calib: np.ndarray, train: np.ndarray, ratio: float,
-                      minutes: float, lr: float, seed: int, work: Path):
-    """The model pruned to a uniform width by measured importance, distilled from the unpruned one on the
-    training text, saved (work/pruned) and exported FP32 (work/pruned-fp32). Returns (student, its folder,
-    what was done)."""
-    from edgekit.llm import blockwise as bw
-    from edgekit.llm.export import build_genai
-    from edgekit.llm.recover import distill
-    from edgekit.progress import console
-
-    state = bw.load_state(model_dir)
-    names = [n for n in state if n.endswith(("mlp.down_proj.weight", "self_attn.o_proj.weight"))]
-    hessians = bw.layer_statistics(reference, calib, names)[0]
-    chosen = plan(state, hessians, reference.config, ratio, tied=bw.HEAD not in state)
-    console.log(f"  pruned to MLP width {chosen.intermediate} and {chosen.kv_groups} KV groups: "
-                f"{chosen.params_after:,} of {chosen.params_before:,} parameters; distilling for {minutes:g} min …")
-    student = build_pruned(reference, state, chosen)
-    log = distill(student, reference, train, minutes, lr, seed=seed)
-    for name in ("pruned", "pruned-fp32"):
-        shutil.rmtree(work / name, ignore_errors=True)
-    folder = save_pruned(student, model_dir, work / "pruned")
-    build_genai(folder, work / "pruned-fp32", "fp32")
-    done = {"ratio": ratio, "intermediate_size": chosen.intermediate, "kv_heads": chosen.kv_groups,
-            "params_before": chosen.params_before, "params_after": chosen.params_after,
-            "recovery": {"steps": log.steps, "tokens": log.tokens, "seconds": round(log.seconds, 1),
-                         "first_loss": log.losses[0] if log.losses else None,
-                         "last_loss": log.losses[-1] if log.losses else None}}
-    return student, folder, done
