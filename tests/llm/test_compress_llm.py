@@ -53,8 +53,21 @@ def test_compress_prunes_recovers_and_quantizes(tmp_path, tiny_llama, corpus):
     assert report["blocks"]["train"] > 0 and "Pruned 25%" in (tmp_path / "build" / "arm64" / "report.md").read_text()
 
 
+def test_compress_drops_a_whole_layer_with_prune_axis_depth(tmp_path, tiny_llama, corpus):
+    result = run_cli("compress", "--model", tiny_llama, "--data", corpus, "--target", "x86-64", "--out",
+                     tmp_path / "build", "--block-size", "64", "--new-tokens", "4", "--prune", "0.25",
+                     "--prune-axis", "depth", "--recover-minutes", "0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    pruning = json.loads(result.stdout)["pruning"]
+    assert pruning["axis"] == "depth" and pruning["layers_kept"] == 1 and len(pruning["layers_dropped"]) == 1
+    genai = json.loads((tmp_path / "build" / "x86-64" / "genai_config.json").read_text())
+    assert genai["model"]["decoder"]["num_hidden_layers"] == 1  # the exported graph has one layer left
+
+
 @pytest.mark.parametrize("extra, expected", [
     (["--prune", "0.6"], "at most 0.40 of this model's parameters can go"),
+    (["--prune", "0.6", "--prune-axis", "depth"], "--prune-axis depth: at most"),
+    (["--prune-axis", "sideways", "--prune", "0.2"], "sideways"),
     (["--quant", "static"], "takes --quant int4"),
     (["--block-size", "10000000"], "fewer than one block of 10000000"),
 ])
