@@ -6,8 +6,10 @@ float weights are the reference model.
 
 Rows, one run on this CPU: FP32 export; the ONNX Runtime GenAI builder's own INT4 (round to nearest, its
 default) and INT8 from the FP model (the peers); edgekit INT8; edgekit INT4 by round to nearest and by error
-compensation (GPTQ), the output head at 8 bits (the default) and at 4 (`--head-bits 4`, as the builder's). Text: Python's own documentation (pydoc_data), calibration and evaluation from disjoint
-documents. Columns: size, prefill tokens/s (prompts of 128 and 512), decode tokens/s (128 new tokens), time to
+compensation (GPTQ), the output head at 8 bits (the default) and at 4 (`--head-bits 4`, as the builder's); for each pruning axis
+(`--prune-axes`, default width and depth), 25% of the parameters pruned alone, then recovered by distillation
+from the FP model, then that in edgekit INT4. Text: Python's own documentation (pydoc_data), calibration and
+evaluation from disjoint documents. Columns: size, prefill tokens/s (prompts of 128 and 512), decode tokens/s (128 new tokens), time to
 first token, peak RSS, perplexity, KL to the FP model, top-1 agreement, greedy exact match. Speeds are medians over
 rounds that visit every model in turn (this machine is shared). Writes benchmarks/out/llm.{md,json}.
 """
@@ -83,35 +85,40 @@ def edgekit_checkpoint(model_dir: Path, reference, calib: np.ndarray, bits: int,
 
 
 def pruned_rows(model_dir: Path, reference, calib: np.ndarray, train: np.ndarray, ratio: float, minutes: float,
-                work: Path) -> dict:
-    """{row: (GenAI folder, seconds)} for pruning alone, pruning + distillation, and that + edgekit INT4, with
-    what `edgekit compress --prune RATIO` does (the same functions), and the recovery's record."""
+                work: Path, axis: str) -> tuple[dict, dict]:
+    """{row: (GenAI folder, seconds)} for pruning alone on `axis`, pruning + distillation, and that + edgekit
+    INT4, with what `edgekit compress --prune RATIO --prune-axis AXIS` does (the same functions), and the
+    recovery's record."""
     from edgekit.llm import blockwise as bw
     from edgekit.llm.export import build_genai
-    from edgekit.llm.prune import build_pruned, plan, save_pruned
+    from edgekit.llm.prune import build_pruned, choose, save_pruned
     from edgekit.llm.recover import distill
 
     start = time.perf_counter()
-    state = bw.load_state(model_dir)
-    names = [n for n in state if n.endswith(("mlp.down_proj.weight", "self_attn.o_proj.weight"))]
-    chosen = plan(state, bw.layer_statistics(reference, calib, names)[0], reference.config, ratio, bw.HEAD not in state)
+    state, chosen = choose(axis, model_dir, reference, calib, ratio)
     student = build_pruned(reference, state, chosen)
-    label = f"pruned {ratio:.0%}"
-    rows = {f"{label}, no recovery (FP32)": (build_genai(save_pruned(student, model_dir, work / "p-only"),
-                                                         work / "p-only-g", "fp32"), time.perf_counter() - start)}
+    label = pruned_label(ratio, axis)
+    rows = {f"{label}, no recovery (FP32)": (build_genai(save_pruned(student, model_dir, work / f"p-{axis}"),
+                                                         work / f"p-{axis}-g", "fp32"), time.perf_counter() - start)}
+    print(f"built {label} in {time.perf_counter() - start:.0f} s", flush=True)
     start = time.perf_counter()
     log = distill(student, reference, train, minutes, seed=0)
-    recovered = save_pruned(student, model_dir, work / "p-rec")
-    rows[f"{label} + distillation (FP32)"] = (build_genai(recovered, work / "p-rec-g", "fp32"), time.perf_counter() - start)
+    recovered = save_pruned(student, model_dir, work / f"p-rec-{axis}")
+    rows[f"{label} + distillation (FP32)"] = (build_genai(recovered, work / f"p-rec-{axis}-g", "fp32"),
+                                              time.perf_counter() - start)
     start = time.perf_counter()
     quantized = bw.quantize_model(recovered, student, calib, 4, "gptq", True, 8)
-    checkpoint = bw.write_checkpoint(recovered, work / "ck-p-int4", quantized.blocks, quantized.floats)
-    rows[f"{label} + distillation + edgekit INT4 (GPTQ)"] = (build_genai(checkpoint, work / "p-int4-g", "int4"),
-                                                            time.perf_counter() - start)
-    record = {"ratio": ratio, "params_before": chosen.params_before, "params_after": chosen.params_after,
-              "intermediate_size": chosen.intermediate, "kv_heads": chosen.kv_groups, "recovery_steps": log.steps,
-              "recovery_tokens": log.tokens, "recovery_minutes": log.seconds / 60}
+    checkpoint = bw.write_checkpoint(recovered, work / f"ck-p-int4-{axis}", quantized.blocks, quantized.floats)
+    rows[f"{label} + distillation + edgekit INT4 (GPTQ)"] = (build_genai(checkpoint, work / f"p-int4-{axis}-g",
+                                                                        "int4"), time.perf_counter() - start)
+    record = {"ratio": ratio, **chosen.describe(), "params_before": chosen.params_before,
+              "params_after": chosen.params_after, "recovery_steps": log.steps, "recovery_tokens": log.tokens,
+              "recovery_minutes": log.seconds / 60}
     return rows, record
+
+
+def pruned_label(ratio: float, axis: str) -> str:
+    return f"pruned {ratio:.0%} ({axis})"
 
 
 def build_rows(model_dir: Path, reference, calib: np.ndarray, work: Path) -> dict[str, tuple[Path, float]]:
@@ -166,6 +173,7 @@ def main() -> None:
     parser.add_argument("--calib-blocks", type=int, default=128)
     parser.add_argument("--prompts", type=int, default=16, help="greedy-continuation prompts (32 new tokens each)")
     parser.add_argument("--prune", type=float, default=0.25, help="share of parameters pruned (0: no pruned rows)")
+    parser.add_argument("--prune-axes", default="width,depth", help="comma-separated: width, depth, hidden")
     parser.add_argument("--recover-minutes", type=float, default=15.0)
     args = parser.parse_args()
 
@@ -190,11 +198,12 @@ def main() -> None:
         prompts = {128: evals[0][:128].tolist(), 512: long[0].tolist()}
         greedy_prompts = [block[:32].tolist() for block in splits["eval"].ids[-args.prompts:]]
         rows = build_rows(model_dir, reference, calib, work)
-        pruning = None
-        if args.prune:
-            more, pruning = pruned_rows(model_dir, reference, calib, splits["train"].ids, args.prune,
-                                        args.recover_minutes, work)
+        pruning = []
+        for axis in (args.prune_axes.split(",") if args.prune else []):
+            more, record = pruned_rows(model_dir, reference, calib, splits["train"].ids, args.prune,
+                                       args.recover_minutes, work, axis)
             rows.update(more)
+            pruning.append(record)
         timed = speeds(rows, prompts, 128, args.rounds)
         results = {}
         for label, (folder, build_s) in rows.items():
@@ -245,14 +254,13 @@ def verdicts(meta: dict, rows: dict) -> list[str]:
                    f"<= 0.5), decode {r['decode_tok_s'] / peer4['decode_tok_s']:.3f}x its speed (target >= 0.95), "
                    f"{r['decode_vs_fp32']:.2f}x FP32's (target >= 2.5), size {r['size_vs_fp32']:.3f}x FP32 "
                    "(target <= 0.25).")
-    if meta.get("pruning"):
-        p = meta["pruning"]
-        label = f"pruned {p['ratio']:.0%}"
+    for p in meta.get("pruning") or []:
+        label = pruned_label(p["ratio"], p["axis"])
         alone, recovered = rows[f"{label}, no recovery (FP32)"], rows[f"{label} + distillation (FP32)"]
         quantized = rows[f"{label} + distillation + edgekit INT4 (GPTQ)"]
         lost = alone["perplexity"] - fp32["perplexity"]
         regained = (alone["perplexity"] - recovered["perplexity"]) / lost if lost > 0 else float("nan")
-        out.append(f"- {label} of the parameters ({p['params_after']:,} of {p['params_before']:,} kept), "
+        out.append(f"- {label}: {p['kept']} kept, {p['params_after']:,} of {p['params_before']:,} parameters; "
                    f"{p['recovery_minutes']:.1f} min of distillation ({p['recovery_steps']} steps): perplexity "
                    f"{fp32['perplexity']:.2f} -> {alone['perplexity']:.2f} pruned -> {recovered['perplexity']:.2f} "
                    f"recovered, {regained:.0%} of the loss regained (target >= 50%); decode "

@@ -146,10 +146,10 @@ def _exported_matches(model, folder, tmp_path, blocks) -> float:
 
 def test_depth_pruning_drops_the_least_missed_layer_and_renumbers_the_rest(deeper, tmp_path):
     from edgekit.llm.prune import build_pruned, choose, count_params
-    from edgekit.llm.prune.depth import _kl_without
+    from edgekit.llm.prune.depth import SCORE_BLOCKS, _kl_without
 
     root, model, splits = deeper
-    calib = splits["calib"].ids[:8]
+    calib = splits["calib"].ids[:SCORE_BLOCKS]
     state, chosen = choose("depth", root / "m", model, calib, 0.25)
     pruned = build_pruned(model, state, chosen)
     assert pruned.config.num_hidden_layers == 3 == len(pruned.model.layers) and len(chosen.dropped) == 1

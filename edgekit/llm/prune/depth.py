@@ -4,7 +4,9 @@ same class with fewer layers (the exporters take it as it is).
 Importance is measured on calibration text: a layer's cost is the mean token KL from the full model's
 next-token distribution to the model's without it. Layers go one at a time, greedily, each time the one whose
 removal costs least given those already gone (a layer's worth changes once its neighbours are gone; a single
-ranking from the full model misses that).
+ranking from the full model misses that). Each later round weighs only a shortlist, the layers the full model
+missed least: a layer it misses much does not become cheap once others go, and scoring every layer every
+round costs a forward pass per layer per round (25 minutes for a 30-layer 135M model on two cores).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import torch
 from edgekit.errors import InputError
 from edgekit.llm.prune.shape import check_ratio, copy_config, count_params, per_layer, shape
 
-SCORE_BLOCKS = 8  # calibration blocks each candidate removal is scored on
+SCORE_BLOCKS = 4  # calibration blocks each candidate removal is scored on
+SHORTLIST_SPARE = 4  # layers weighed in the later rounds beyond those still to drop
 
 
 @dataclass
@@ -79,9 +82,11 @@ def plan(model, calib: np.ndarray, ratio: float, tied: bool) -> DepthPlan:
     layers = model.model.layers
     dropped: list[int] = []
     kl_after: list[float] = []
-    for _ in range(count):
-        costs = {i: _kl_without(model, layers, ids, reference, dropped + [i])
-                 for i in range(len(layers)) if i not in dropped}
+    candidates = list(range(len(layers)))
+    for round_ in range(count):
+        costs = {i: _kl_without(model, layers, ids, reference, dropped + [i]) for i in candidates if i not in dropped}
+        if round_ == 0:
+            candidates = sorted(costs, key=costs.get)[:count + SHORTLIST_SPARE]
         best = min(costs, key=costs.get)
         dropped.append(best)
         kl_after.append(costs[best])
