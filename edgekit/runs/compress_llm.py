@@ -1,6 +1,6 @@
 """`compress` for a causal language model: optionally pruned (width, depth or hidden size, uniform across
-layers) and distilled back from the unpruned model, then INT4 or INT8 weight blocks chosen here (GPTQ or RTN on the calibration text), exported
-with a KV cache through the ONNX Runtime GenAI builder, measured against the FP model on held-out text and
+layers) and distilled back from the unpruned model, then INT4 or INT8 weight blocks chosen here (GPTQ or RTN
+on the calibration text), exported with a KV cache through the ONNX Runtime GenAI builder, measured against the FP model on held-out text and
 against the FP32 export for speed, published as OUT/<target>/ (a GenAI folder) with its report.
 """
 

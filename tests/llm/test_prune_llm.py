@@ -164,6 +164,23 @@ def test_depth_pruning_drops_the_least_missed_layer_and_renumbers_the_rest(deepe
     assert _exported_matches(pruned, root / "m", tmp_path, splits["eval"].ids[:2]) < 1e-5
 
 
+def test_later_depth_rounds_weigh_only_the_first_rounds_shortlist(deeper, monkeypatch):
+    from edgekit.llm.prune import count_params, depth
+
+    _, model, splits = deeper
+    calib = splits["calib"].ids[:depth.SCORE_BLOCKS]
+    ids = torch.from_numpy(np.asarray(calib, np.int64))
+    with torch.no_grad():
+        reference = torch.log_softmax(model(ids).logits.float(), -1)
+    first = [depth._kl_without(model, model.model.layers, ids, reference, [i]) for i in range(4)]
+    monkeypatch.setattr(depth, "SHORTLIST_SPARE", 0)  # the shortlist: the two the full model missed least
+    ratio = 2 * depth.per_layer(model.config) / count_params(model.config, tied=False)
+    chosen = depth.plan(model, calib, ratio, tied=False)
+    assert set(chosen.dropped) == set(np.argsort(first)[:2].tolist()) and chosen.dropped[0] == int(np.argmin(first))
+    both = depth._kl_without(model, model.model.layers, ids, reference, chosen.dropped)
+    assert abs(chosen.kl_after[1] - both) < 1e-6 and chosen.kl_after[1] > chosen.kl_after[0]
+
+
 def test_hidden_pruning_keeps_the_busiest_channels_and_rescales_the_norms(deeper, tmp_path):
     from edgekit.llm.prune import build_pruned, choose, count_params
 

@@ -22,8 +22,7 @@ from edgekit.errors import InputError
 from edgekit.llm.prune.shape import count_params
 from edgekit.llm.prune.width import PrunePlan, check_share as check_width_share, plan
 
-AXES = ("width", "depth", "hidden")
-__all__ = ["AXES", "PrunePlan", "build_pruned", "check_share", "choose", "count_params", "plan",
+__all__ = ["PrunePlan", "build_pruned", "check_share", "choose", "count_params", "plan",
            "prune_and_distill", "save_pruned"]
 
 

@@ -6,7 +6,8 @@ next-token distribution to the model's without it. Layers go one at a time, gree
 removal costs least given those already gone (a layer's worth changes once its neighbours are gone; a single
 ranking from the full model misses that). Each later round weighs only a shortlist, the layers the full model
 missed least: a layer it misses much does not become cheap once others go, and scoring every layer every
-round costs a forward pass per layer per round (25 minutes for a 30-layer 135M model on two cores).
+round costs a forward pass per layer per round (for a quarter of a 30-layer 135M model, about 255 passes of
+2.5 s each on two cores, against about 120 with the shortlist).
 """
 
 from __future__ import annotations

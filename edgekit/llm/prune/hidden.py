@@ -97,9 +97,9 @@ def plan(model, state: dict[str, np.ndarray], calib: np.ndarray, ratio: float, t
     hidden = model.config.hidden_size
     scales = {name: float(np.sqrt(hidden / width * energy[kept].sum() / energy.sum()))
               for name, energy in inputs.items()}
-    new = copy_config(model.config)
-    new.head_dim, new.hidden_size = shape(model.config)["head_dim"], width
-    return HiddenPlan(kept, scales, count_params(model.config, tied), count_params(new, tied))
+    chosen = HiddenPlan(kept, scales, count_params(model.config, tied), 0)
+    chosen.params_after = count_params(chosen.config(model.config), tied)
+    return chosen
 
 
 def norm_energy(model, names: list[str], blocks: np.ndarray) -> tuple[dict, dict]:
