@@ -50,7 +50,7 @@ def build_genai(model_dir: str | Path, out: str | Path, precision: str = "fp32",
         shutil.rmtree(tmp, ignore_errors=True)
         raise StageError(f"the ONNX Runtime GenAI builder could not export {model_dir} ({(failure or 'no model')[:200]})")
     shutil.rmtree(tmp / "_cache", ignore_errors=True)
-    mend_graph(tmp)
+    mend_graph(tmp, model_dir)
     tmp.rename(out)
     return out
 

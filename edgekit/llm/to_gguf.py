@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.llm.blockwise import BLOCK, HEAD, BlockWeight, head_weight, round_to_nearest
+from edgekit.llm.blockwise import BLOCK, EMBED, HEAD, BlockWeight, head_weight, round_to_nearest
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
 PARTS = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
@@ -94,11 +94,11 @@ def write_gguf(model_dir: str | Path, out: str | Path, quantized: dict[str, Bloc
     tmp = out.with_name(f".{out.name}.writing")
     writer = gguf.GGUFWriter(str(tmp), arch)
     _metadata(writer, config, model_dir)
-    bits = {w.bits for n, w in quantized.items() if n != HEAD}
+    bits = {w.bits for n, w in quantized.items() if n not in (HEAD, EMBED)}
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0 if bits == {4} else gguf.LlamaFileType.MOSTLY_Q8_0)
     wanted = dict(quantized)
-    wanted.setdefault("model.embed_tokens.weight", round_to_nearest(state["model.embed_tokens.weight"], 8))
-    if HEAD in state:
+    wanted.setdefault(EMBED, round_to_nearest(state[EMBED], 8))
+    if HEAD in state or EMBED in quantized:  # a head of its own, or untied from the embedding by edgekit
         wanted[HEAD] = _head_at_8_bits(state, wanted.get(HEAD))
     else:
         wanted.pop(HEAD, None)  # tied: llama.cpp reads the head from the embedding

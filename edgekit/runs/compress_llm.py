@@ -167,10 +167,10 @@ def _quantize(cfg, model_dir: Path, reference, calib: np.ndarray, work: Path, re
     # smoothing on at both widths: on SmolLM2-135M it took INT4's KL to FP from 0.138 to 0.087, INT8's from 0.0041
     # to 0.0026 (the CPU kernels quantize every MatMul input to int8, whatever the weights' width)
     quantized = bw.quantize_model(model_dir, reference, calib, bits, cfg.llm.weight_rounding, True, head)
-    tied = bool(getattr(reference.config, "tie_word_embeddings", False))  # not the weights read a second time
-    record.update({"method": cfg.llm.weight_rounding, "bits": bits, "layers": len(quantized.blocks) - 1,
-                   "block": bw.BLOCK, "activation_smoothing": True, "output_head": f"{head}-bit, round to nearest",
-                   "embeddings": f"{head}-bit, the head's integers (tied)" if tied else "float"})
+    layers = [n for n in quantized.blocks if n not in (bw.HEAD, bw.EMBED)]
+    record.update({"method": cfg.llm.weight_rounding, "bits": bits, "layers": len(layers), "block": bw.BLOCK,
+                   "activation_smoothing": bool(quantized.floats), "output_head": quantized.head,
+                   "embeddings": quantized.embedding})
     try:
         write_gguf(model_dir, work / f"model-{gguf_kind(bits)}.gguf", quantized.blocks, quantized.floats)
         record["gguf"] = gguf_kind(bits)

@@ -154,3 +154,55 @@ def test_a_4_bit_head_is_rounded_with_error_compensation(tmp_path):
     error = lambda w: float(np.trace((w - weight) @ h @ (w - weight).T))  # noqa: E731
     assert quantized.blocks[HEAD].bits == 4
     assert error(quantized.blocks[HEAD].dequantized()) < 0.9 * error(round_to_nearest(weight, 4).dequantized())
+
+
+def test_at_8_bits_the_head_is_untied_smoothed_and_the_graph_computes_that_model(tmp_path):
+    """INT8 of a tied model: the head gets blocks of its own with the final norm's outlier channel moved into
+    it, the embedding keeps 8-bit blocks of its own, read by an 8-bit lookup in the graph (the builder's float
+    table gone); the graph's logits are those of the untied transformers model carrying the same weights, and
+    the GGUF file holds both tensors."""
+    import gguf
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    from transformers import AutoModelForCausalLM
+
+    from edgekit.llm.blockwise import EMBED, HEAD, graph_weights, load_state, quantize_model, write_checkpoint
+    from edgekit.llm.export import build_genai
+    from edgekit.llm.measure import genai_block_logits, reference_block_logits
+    from edgekit.llm.to_gguf import write_gguf
+
+    model, _ = tiny_causal_lm(tmp_path / "tied", "llama", tie=True)
+    with torch.no_grad():
+        model.model.norm.weight[7] *= 40  # an outlier channel at the head's input
+    model.save_pretrained(tmp_path / "tied")
+    blocks = np.random.default_rng(0).integers(3, 380, (4, 48))
+    quantized = quantize_model(tmp_path / "tied", model, blocks, 8, "gptq", True, 8)
+    assert {HEAD, EMBED} <= set(quantized.blocks) and "model.norm.weight" in quantized.floats
+    assert quantized.floats["model.norm.weight"][7] < 0.2 * model.model.norm.weight[7].item()  # moved into the head
+    assert "untied" in quantized.embedding and "its own" in quantized.head
+
+    genai = build_genai(write_checkpoint(tmp_path / "tied", tmp_path / "ck", quantized.blocks, quantized.floats),
+                        tmp_path / "g", "int4")
+    graph = onnx.load(str(genai / "model.onnx"))
+    lookup = next(n for n in graph.graph.node if n.op_type == "GatherBlockQuantized")
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+    assert np.array_equal(inits[lookup.input[0]], quantized.blocks[EMBED].q) and EMBED not in inits
+    head = next(v for k, v in graph_weights(genai).items() if "lm_head" in k)
+    assert head[0] == 8 and np.array_equal(head[1], quantized.blocks[HEAD].dequantized())
+
+    untied = type(model)(type(model.config).from_dict({**model.config.to_dict(), "tie_word_embeddings": False})).eval()
+    weights = {**load_state(tmp_path / "tied"), **quantized.floats,
+               **{name: weight.dequantized() for name, weight in quantized.blocks.items()}}
+    untied.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    block = np.arange(3, 60)
+    ours, theirs = genai_block_logits(genai, block), reference_block_logits(untied, block)
+    assert np.abs(ours - theirs).max() < 0.02 * np.abs(theirs).max()
+    assert np.mean(ours.argmax(-1) == theirs.argmax(-1)) > 0.95
+
+    path = write_gguf(tmp_path / "tied", tmp_path / "model.gguf", quantized.blocks, quantized.floats)
+    tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    out = tensors["output.weight"]
+    decoded = gguf.quants.dequantize(out.data, out.tensor_type).reshape(head[1].shape)
+    assert np.abs(decoded - head[1]).max() <= 1e-3 * np.abs(head[1]).max()
+    assert np.allclose(tensors["output_norm.weight"].data, quantized.floats["model.norm.weight"])
