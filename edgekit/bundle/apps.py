@@ -33,11 +33,13 @@ def render_apps(root: Path, manifest: dict) -> None:
 
 
 def render_language_model_apps(root: Path, manifest: dict) -> None:
-    """A language model's bundle: the generate/chat runner (ONNX Runtime GenAI) and the hash checker."""
+    """A language model's bundle: the generate/chat runner (ONNX Runtime GenAI), the hash checker, and a C++
+    app on the GenAI C API (checked, then timed, as the Python runner)."""
     python = root / "apps" / "python"
     python.mkdir(parents=True)
     shutil.copyfile(TEMPLATES / "run_genai.py", python / "run_genai.py")
     shutil.copyfile(TEMPLATES / "verify_bundle.py", python / "verify_bundle.py")
+    shutil.copytree(TEMPLATES / "cpp_genai", root / "apps" / "cpp")
     (root / "README.md").write_text(language_model_readme(manifest))
 
 
@@ -62,6 +64,13 @@ so it holds no timings: what edgekit measured on the host is in `report.md` besi
 pip install onnxruntime-genai
 python3 apps/python/run_genai.py            # greedy tokens checked against the host's, then timed
 python3 apps/python/run_genai.py --chat "Write a haiku about small computers"
+```
+
+The same check and timing in C++, on the GenAI C API (the pip wheel carries `libonnxruntime-genai.so`):
+
+```
+cmake -S apps/cpp -B build -DONNXRUNTIME_GENAI_DIR=$(python3 -c "import onnxruntime_genai, os; print(os.path.dirname(onnxruntime_genai.__file__))")
+cmake --build build && ./build/edgekit_genai_app .
 ```
 
 Check the bundle before use with `edgekit verify BUNDLE.tar.gz`; `edgekit profile BUNDLE.tar.gz --board

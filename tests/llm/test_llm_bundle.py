@@ -70,3 +70,43 @@ def test_the_pi5_artifact_generates_the_hosts_greedy_tokens_on_aarch64(pi5, tmp_
     assert ran.returncode == 0, ran.stderr[-2000:]
     result = json.loads(ran.stdout.strip().splitlines()[-1])
     assert result["machine"] == "aarch64" and result["check"]["reference_match"] is True, result
+
+
+def _cpp_tools() -> str | None:
+    import shutil
+
+    missing = [tool for tool in ("cmake", "c++") if shutil.which(tool) is None]
+    return f"{', '.join(missing)} not installed" if missing else None
+
+
+@pytest.mark.skipif(_cpp_tools() is not None, reason=f"no C++ build: {_cpp_tools()}")
+def test_the_cpp_app_builds_on_the_wheels_library_and_generates_the_hosts_tokens(pi5, tmp_path):
+    """The bundle's C++ app, built with CMake against the libonnxruntime-genai.so of the pip wheel, checks the
+    shipped prompt's greedy tokens (the host's) and times generation; without the library CMake stops in one
+    line saying what to pass."""
+    import os
+    import subprocess
+
+    import onnxruntime_genai
+
+    _, bundle = pi5
+    with tarfile.open(bundle) as tar:
+        tar.extractall(tmp_path, filter="data")
+    unpacked = tmp_path / "raspberry-pi-5"
+    library = Path(onnxruntime_genai.__file__).parent
+    configure = subprocess.run(["cmake", "-S", unpacked / "apps" / "cpp", "-B", tmp_path / "build",
+                                f"-DONNXRUNTIME_GENAI_DIR={library}"], capture_output=True, text=True)
+    assert configure.returncode == 0, configure.stderr[-2000:]
+    built = subprocess.run(["cmake", "--build", tmp_path / "build"], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    ran = subprocess.run([tmp_path / "build" / "edgekit_genai_app", unpacked, "--runs", "1", "--prompt-tokens", "16",
+                          "--new-tokens", "8"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "LD_LIBRARY_PATH": str(library)})
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    result = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert result["check"] == {"reference_match": True, "matched_tokens": 16, "tokens": 16}, result
+    assert result["decode_tok_s"] > 0 and result["ttft_ms"] > 0 and result["new_tokens"] == 8
+
+    nowhere = subprocess.run(["cmake", "-S", unpacked / "apps" / "cpp", "-B", tmp_path / "nowhere",
+                              f"-DONNXRUNTIME_GENAI_DIR={tmp_path}"], capture_output=True, text=True)
+    assert nowhere.returncode != 0 and "libonnxruntime-genai.so not found" in nowhere.stderr
