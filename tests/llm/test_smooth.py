@@ -64,3 +64,21 @@ def test_int8_with_smoothing_is_closer_to_the_fp_model(tmp_path):
                                 splits["eval"].ids[:6])["kl_per_token"]
     assert kl[True] < 0.7 * kl[False], kl
     assert json.loads((tmp_path / "gTrue" / "genai_config.json").read_text())["model"]["type"] == "llama"
+
+
+def test_norms_whose_gain_is_not_a_plain_multiplier_are_left_alone(tmp_path):
+    """Gemma scales by (1 + w) and Gemma 2 puts a norm on the attention's output: dividing those weights would
+    change the model, so a Gemma model is quantized unsmoothed (and keeps its head tied)."""
+    import transformers
+
+    from edgekit.llm.blockwise import EMBED, quantize_model
+
+    config = transformers.Gemma2Config(vocab_size=384, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    model = transformers.Gemma2ForCausalLM(config).eval()
+    model.save_pretrained(tmp_path / "gemma2")
+    blocks = np.random.default_rng(0).integers(3, 380, (2, 24))
+    quantized = quantize_model(tmp_path / "gemma2", model, blocks, 8, "rtn", True)
+    assert quantized.floats == {} and EMBED not in quantized.blocks and "tied" in quantized.embedding
+    llama, _ = tiny_causal_lm(tmp_path / "llama", "llama")
+    assert quantize_model(tmp_path / "llama", llama, blocks, 8, "rtn", True).floats  # the same call smooths a Llama
