@@ -282,3 +282,21 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, setting, case, extra
         distill(teacher=str(setting / "teacher"), student=str(_student_file(tmp_path, setting, case)),
                 data=str(setting / "docs.txt"), out=tmp_path / "o", block_size=32, **extra)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_gguf_teacher_under_bf16_autocast_is_learned(tmp_path, setting):
+    """The teacher as llama.cpp users hold it (a GGUF file, Q8_0 blocks, read back to float), the student
+    trained under bf16 autocast: it still learns the teacher, and what it saves is float32."""
+    from transformers import AutoModelForCausalLM
+
+    from edgekit.llm.blockwise import linear_names, load_state, round_to_nearest
+    from edgekit.llm.to_gguf import write_gguf
+
+    state = load_state(setting / "teacher")
+    gguf = write_gguf(setting / "teacher", tmp_path / "teacher.gguf",
+                      {name: round_to_nearest(state[name], 8) for name in linear_names(state)})
+    report = _distill(setting, tmp_path / "out", "--epochs", "2", "--precision", "bf16", teacher=gguf)
+    start, end = report["student_at_start"], report["student"]
+    assert end["top1_agreement"] > start["top1_agreement"] + 0.1 and end["kl"] < 0.8 * start["kl"], (start, end)
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "student")
+    assert next(student.parameters()).dtype == torch.float32
