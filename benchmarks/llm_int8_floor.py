@@ -100,7 +100,8 @@ def main() -> None:
         reference_logp = [torch.log_softmax(reference(torch.from_numpy(b)[None]).logits[0, :-1].double(), -1)
                           for b in evals]
     quantized = with_weights(reference, quantize_model(model_dir, reference, calib, 8, "gptq", True, 8))
-    rows = {"FP weights (not smoothed), inputs rounded (the kernel's rounding alone)": distance(reference, reference_logp, evals, True),
+    rows = {"FP weights (not smoothed), inputs rounded (the kernel's rounding alone)":
+                distance(reference, reference_logp, evals, True),
             "edgekit INT8 weights, inputs in float (the weights' share alone)":
                 distance(quantized, reference_logp, evals, False),
             "edgekit INT8 weights, inputs rounded (what the graph computes)":
