@@ -41,3 +41,36 @@ def render(report: dict[str, Any]) -> str:
                          f"{r['prefill_tok_s']:.0f} | {r['decode_tok_s']:.1f} | {r['peak_rss_mib']:.0f} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path) -> None:
+    """report.png: perplexity against decode speed with size as marker area (left), and the artifact's ratios to
+    the FP32 export (right): what the table says, at a glance, as for the other models."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [k for k in ("fp32", "pruned", "final") if k in report]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    speed = [report[k]["decode_tok_s"] for k in labels]
+    perplexity = [report[k]["perplexity"] for k in labels]
+    size = [report[k]["size_bytes"] / 2 ** 20 for k in labels]
+    left.scatter(speed, perplexity, s=[max(30, s / max(size) * 600) for s in size], alpha=0.7)
+    for x, y, label, s in zip(speed, perplexity, labels, size):
+        left.annotate(f"{label}\n{s:.1f} MiB", (x, y), textcoords="offset points", xytext=(8, 4), fontsize=8)
+    left.set_xlabel("decode tokens/s")
+    left.set_ylabel("perplexity on held-out text")
+    left.set_title(f"edgekit — {report['target']} (marker area ∝ size)", fontsize=10)
+    left.grid(alpha=0.3)
+    fp32, final = report["fp32"], report["final"]
+    names = ["size", "decode speed", "prefill speed", "top-1 agreement"]
+    values = [final["size_bytes"] / fp32["size_bytes"], final["decode_tok_s"] / fp32["decode_tok_s"],
+              final["prefill_tok_s"] / fp32["prefill_tok_s"], final["top1_agreement"]]
+    bars = right.bar(names, values, color=["0.6", "C0", "C0", "C2"])
+    right.bar_label(bars, fmt="%.2f", fontsize=8)
+    right.axhline(1.0, color="0.3", linewidth=0.8)
+    right.set_title("final against the FP32 export (x FP32; agreement with the FP model)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)

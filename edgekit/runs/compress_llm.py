@@ -16,7 +16,7 @@ import numpy as np
 from edgekit.data.splits import parse_fractions
 from edgekit.errors import DataError, InputError
 from edgekit.bundle.manifest import write_language_model_manifest
-from edgekit.llm.report import render
+from edgekit.llm.report import plot, render
 from edgekit.files import atomic_dir, write_json, write_text
 from edgekit.outdir import claimed_output, input_paths
 from edgekit.progress import console
@@ -63,6 +63,7 @@ def run_llm_compress(cfg: CompressConfig, target: Target) -> dict[str, Any]:
             write_language_model_manifest(tmp, cfg, target, info, report["rounding"])
             write_json(tmp / "report.json", report)
             write_text(tmp / "report.md", render(report))
+            plot(report, tmp / "report.png")
         if kind:
             os.replace(work / f"model-{kind}.gguf", cfg.out / report["gguf"])
         return report

@@ -18,6 +18,7 @@ def corpus(tmp_path_factory):
 
 def _check_report(report, folder, out, bits):
     assert {"model.onnx", "genai_config.json", "tokenizer.json", "report.json", "report.md"} <= {p.name for p in folder.iterdir()}
+    assert (folder / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the plot, as for the other models
     assert report["gguf"] == f"{folder.name}-Q{bits}_0.gguf" and (out / report["gguf"]).stat().st_size > 0
     fp32, final = report["fp32"], report["final"]
     assert report["quant"] == f"int{bits}" and report["rounding"] == {**report["rounding"], "method": "gptq", "bits": bits}
