@@ -21,7 +21,7 @@ def render(report: dict[str, Any]) -> str:
                      f"{m['reference_perplexity']:.3f} | {m['kl_per_token']:.2e} | {m['top1_agreement']:.4f} | "
                      f"{m['ttft_ms']:.1f} | {m['prefill_tok_s']:.0f} | {m['decode_tok_s']:.1f} |")
     lines += ["", f"Held-out text: {report['blocks']['eval']} blocks of {report['block_size']} tokens "
-              f"(calibration: {report['blocks']['calib']}, from other documents). INT4: "
+              f"(calibration: {report['blocks']['calib']}, from other documents). Weight blocks: "
               f"{json.dumps(report['rounding']) if report['rounding'] else 'none'}.", ""]
     if report.get("pruning"):
         p = report["pruning"]
