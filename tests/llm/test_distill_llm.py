@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import sshd
 from conftest import run_cli
 from llm_fixtures import python_docs, tiny_causal_lm
 
@@ -51,7 +52,8 @@ def _distill(root, out, *extra, teacher=None, student=None):
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_a_student_from_a_config_learns_the_teacher_and_compresses(tmp_path, setting, family):
-    """The issue's first two commands in a row; the Qwen2 student goes on through compress."""
+    """The issue's commands in a row: distill on both; the Qwen2 student goes on through compress, bench, pack and
+    profile on the loopback board."""
     from transformers import AutoModelForCausalLM
 
     root = setting
@@ -75,7 +77,23 @@ def test_a_student_from_a_config_learns_the_teacher_and_compresses(tmp_path, set
                      "raspberry-pi-5", "--quant", "int8", "--out", tmp_path / "build", "--block-size", "32",
                      "--new-tokens", "4", "--json")
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "build" / "raspberry-pi-5" / "genai_config.json").is_file()
+    folder = tmp_path / "build" / "raspberry-pi-5"
+    assert (folder / "genai_config.json").is_file()
+    (tmp_path / "prompts.txt").write_text("The for statement is used to iterate\n")  # the issue's third command
+    benched = run_cli("bench", folder, "--prompts", tmp_path / "prompts.txt", "--json")
+    assert benched.returncode == 0, benched.stderr
+    assert json.loads(benched.stdout)["final"]["decode_tok_s"] > 0
+    packed = run_cli("pack", folder, "--json")  # and the fourth
+    assert packed.returncode == 0 and Path(json.loads(packed.stdout)["bundle"]).is_file(), packed.stderr
+    if sshd.unavailable() is None:  # (the Llama bundle's board test says why where it skips)
+        board = sshd.LoopbackBoard(tmp_path / "board", f"{Path(sys.executable).parent}:/usr/bin:/bin").start()
+        try:
+            profiled = run_cli("profile", json.loads(packed.stdout)["bundle"], "--board", board.url, "--ssh-config",
+                               board.ssh_config, "--remote-python", sys.executable, "--json", timeout=300)
+        finally:
+            board.stop()
+        assert profiled.returncode == 0, profiled.stderr
+        assert json.loads(profiled.stdout)["check"]["reference_match"] is True
 
 
 def test_sparse_kd_over_every_token_is_the_exact_kl_and_chunks_change_nothing():
