@@ -363,31 +363,32 @@ def quantize_model(model_dir: str | Path, reference, calib: np.ndarray, bits: in
     head = head_weight(state).astype(np.float32)
     quantized[HEAD] = (gptq(head, hessians[HEAD], 4) if head_by_gptq and HEAD in hessians
                        else round_to_nearest(head, head_bits))
-    how = "GPTQ" if head_by_gptq and HEAD in hessians else "round to nearest"
-    tied = HEAD not in state
-    return QuantizedModel(quantized, floats, f"{head_bits}-bit, {how}",
-                          f"{head_bits}-bit, the head's integers (tied)" if tied else "float")
+    return QuantizedModel(quantized, floats, f"{head_bits}-bit, {_rounding(head_by_gptq and HEAD in hessians)}",
+                          f"{head_bits}-bit, the head's integers (tied)" if HEAD not in state else "float")
+
+
+def _rounding(compensated: bool) -> str:
+    return "GPTQ" if compensated else "round to nearest"
 
 
 def head_of_its_own(model: QuantizedModel, state: dict[str, np.ndarray], hessian: np.ndarray | None,
                     input_max: np.ndarray, method: str) -> QuantizedModel:
     """The 8-bit head with the final norm's outliers smoothed into it and rounded by `method` on its own
     inputs; a head tied to the embedding is untied for this, the embedding kept in 8-bit blocks of its own
-    (rounded to nearest: a lookup has no inputs to compensate). On SmolLM2-135M this took INT8's KL to FP from
-    0.0028 to 0.0018 (simulated on 16 held-out blocks, the graph's int8 input rounding included), for 8 bits
-    more per embedding weight on disk."""
+    (rounded to nearest: a lookup has no inputs to compensate). On SmolLM2-135M this took the INT8 graph's KL to
+    FP from 0.0027 to 0.0018 (benchmarks/llm.py, 32 held-out blocks), for 8 bits more per embedding weight."""
     from edgekit.llm.smooth import FINAL_NORM, smooth_head
 
     head = head_weight(state).astype(np.float32)
     norm, head, s = smooth_head(state, head, input_max)
-    blocks = dict(model.blocks)
-    blocks[HEAD] = (gptq(head, hessian / np.outer(s, s), 8) if method == "gptq" and hessian is not None
-                    else round_to_nearest(head, 8))
+    compensated = method == "gptq" and hessian is not None
+    rounded = gptq(head, hessian / np.outer(s, s), 8) if compensated else round_to_nearest(head, 8)
+    blocks = {**model.blocks, HEAD: rounded}
     tied = HEAD not in state
     if tied:
         blocks[EMBED] = round_to_nearest(state[EMBED].astype(np.float32), 8)
-    how = "GPTQ" if method == "gptq" and hessian is not None else "round to nearest"
-    return QuantizedModel(blocks, {**model.floats, FINAL_NORM: norm}, f"8-bit, its own (final norm smoothed in), {how}",
+    return QuantizedModel(blocks, {**model.floats, FINAL_NORM: norm},
+                          f"8-bit, its own (final norm smoothed in), {_rounding(compensated)}",
                           "8-bit, its own blocks (untied from the head)" if tied else "float")
 
 
