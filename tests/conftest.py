@@ -15,6 +15,10 @@ ROOT = TESTS.parent
 FIXTURES = TESTS / "fixtures"  # helper modules (tiny models, loopback sshd, ...) and sample files
 sys.path[:0] = [str(FIXTURES), str(TESTS)]
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FIXTURES), str(TESTS), os.environ.get("PYTHONPATH")]))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # test processes side by side (pytest -n): one torch thread each, and in the commands they start, so that
+    # the processes share the cores instead of each spinning threads on all of them
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
