@@ -41,8 +41,8 @@ def head_graph(weight: np.ndarray, bits: int) -> bytes:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, vocab])],
                               [numpy_helper.from_array(packed, "w"),
                                numpy_helper.from_array(rounded.scales.reshape(-1), "s")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-    return model.SerializeToString()
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
 
 
 def head_ms(weight: np.ndarray, bits: int, runs: int = 200) -> float:
