@@ -8,7 +8,8 @@ Each row is the transformers model with edgekit's INT8 weights (`quantize_model`
 makes them) or the FP weights, and with its linear layers' inputs rounded as the kernel rounds them or left in
 float; KL to the FP model and top-1 agreement on held-out Python docs. The graph itself is measured by
 `benchmarks/llm.py`; this script shows what each part costs (the simulated "both" row matches the graph's
-figures to within the held-out sample). Writes benchmarks/out/llm_int8_floor.md.
+figures to within the held-out sample); the last rows leave one kind of layer's inputs in float at a time.
+Writes benchmarks/out/llm_int8_floor.md.
 """
 
 from __future__ import annotations
@@ -56,11 +57,18 @@ def with_weights(reference, quantized):
     return model
 
 
-def distance(model, reference_logp, blocks, round_inputs: bool) -> tuple[float, float]:
+KINDS = {"q/k/v": ("q_proj", "k_proj", "v_proj"), "o": ("o_proj",), "gate/up": ("gate_proj", "up_proj"),
+         "down": ("down_proj",), "head": ("lm_head",)}
+
+
+def distance(model, reference_logp, blocks, round_inputs: bool,
+             float_kind: tuple[str, ...] = ()) -> tuple[float, float]:
+    """KL to the reference and top-1 agreement, the linears' inputs rounded where `round_inputs` (except those of
+    the layers whose names end in `float_kind`)."""
     import torch
 
-    handles = [m.register_forward_pre_hook(lambda _m, a: (kernel_rounding(a[0]),)) for m in model.modules()
-               if round_inputs and isinstance(m, torch.nn.Linear)]
+    handles = [m.register_forward_pre_hook(lambda _m, a: (kernel_rounding(a[0]),)) for n, m in model.named_modules()
+               if round_inputs and isinstance(m, torch.nn.Linear) and not (float_kind and n.endswith(float_kind))]
     kl = agree = count = 0.0
     try:
         with torch.no_grad():
@@ -106,6 +114,9 @@ def main() -> None:
                 distance(quantized, reference_logp, evals, False),
             "edgekit INT8 weights, inputs rounded (what the graph computes)":
                 distance(quantized, reference_logp, evals, True)}
+    for kind, suffixes in KINDS.items():  # is the rounding's cost in one kind of layer, or spread over all?
+        rows[f"edgekit INT8 weights, inputs rounded except the {kind} layers'"] = distance(
+            quantized, reference_logp, evals, True, suffixes)
     lines = ["# Where INT8's distance to FP comes from (SmolLM2-135M-Instruct)", "",
              f"`python benchmarks/llm_int8_floor.py` ({(time.perf_counter() - started) / 60:.0f} min; "
              f"{len(evals)} held-out blocks of {BLOCK} tokens of Python's docs; transformers model, MatMul inputs "
