@@ -48,7 +48,8 @@ def smooth_head(state: dict[str, np.ndarray], head: np.ndarray, head_input_max: 
     """(the final norm's new gain, the head's new weight, s) for an output head of its own: the final norm's
     outlier channels moved into the head's columns as for the decoder layers. The head's input is the largest
     single share of an 8-bit model's error when its int8 rounding is left alone (SmolLM2-135M, in a side run
-    simulating the kernels' rounding: 0.0010 of a KL of 0.0027), and a head tied to the embedding cannot take the factors (the lookup would change too)."""
+    simulating the kernels' rounding: 0.0010 of a KL of 0.0027), and a head tied to the embedding cannot take the
+    factors (the lookup would change too)."""
     s = _factors(head_input_max, np.abs(head).max(axis=0), alpha)
     return state[FINAL_NORM].astype(np.float32) / s, head * s[None, :], s
 

@@ -170,6 +170,7 @@ def _bisect(quantize, out: Path, ranked: list[str], rows: list[dict], excess_of,
         rows.append({"fallback_nodes": middle, "excess": excess})
         advance(1)
         low, high, held_at_high = (low, middle, True) if excess <= 0 else (middle, high, False)
-    if not held_at_high:
+    if not held_at_high:  # the last probe missed: the graph that held goes back, and the record ends on it
         quantize(ranked[:high], out)
+        rows.append(next(row for row in reversed(rows) if row["fallback_nodes"] == high))
     return ranked[:high]
