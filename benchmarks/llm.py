@@ -79,8 +79,13 @@ def edgekit_checkpoint(model_dir: Path, reference, calib: np.ndarray, bits: int,
     """What `edgekit compress --quant int{bits} --weight-rounding {method} --head-bits {head_bits}` writes
     before the export."""
     from edgekit.llm import blockwise as bw
+    from edgekit.llm.rotate import rotated_copy, why_not_rotated
 
-    quantized = bw.quantize_model(model_dir, reference, calib, bits, method, True, head_bits, _statistics(reference, calib))
+    statistics = _statistics(reference, calib)
+    if bits == 8 and head_bits == 8 and why_not_rotated(reference) is None:  # as compress rotates INT8
+        model_dir, reference = rotated_copy(model_dir, reference, out.with_name(out.name + "-rotated"))
+        statistics = None  # the rotated model's inputs are others
+    quantized = bw.quantize_model(model_dir, reference, calib, bits, method, True, head_bits, statistics)
     return bw.write_checkpoint(model_dir, out, quantized.blocks, quantized.floats)
 
 
@@ -91,19 +96,20 @@ def pruned_rows(model_dir: Path, reference, calib: np.ndarray, train: np.ndarray
     recovery's record."""
     from edgekit.llm import blockwise as bw
     from edgekit.llm.export import build_genai
-    from edgekit.llm.prune import build_pruned, choose, save_pruned
+    from edgekit.llm.folder import save_model
+    from edgekit.llm.prune import build_pruned, choose
     from edgekit.llm.recover import distill
 
     start = time.perf_counter()
     state, chosen = choose(axis, model_dir, reference, calib, ratio)
     student = build_pruned(reference, state, chosen)
     label = pruned_label(ratio, axis)
-    rows = {f"{label}, no recovery (FP32)": (build_genai(save_pruned(student, model_dir, work / f"p-{axis}"),
+    rows = {f"{label}, no recovery (FP32)": (build_genai(save_model(student, model_dir, work / f"p-{axis}"),
                                                          work / f"p-{axis}-g", "fp32"), time.perf_counter() - start)}
     print(f"built {label} in {time.perf_counter() - start:.0f} s", flush=True)
     start = time.perf_counter()
     log = distill(student, reference, train, minutes, seed=0)
-    recovered = save_pruned(student, model_dir, work / f"p-rec-{axis}")
+    recovered = save_model(student, model_dir, work / f"p-rec-{axis}")
     rows[f"{label} + distillation (FP32)"] = (build_genai(recovered, work / f"p-rec-{axis}-g", "fp32"),
                                               time.perf_counter() - start)
     start = time.perf_counter()

@@ -4,8 +4,8 @@ accuracy level 4: each row's blocks of 32 scaled by their largest magnitude, rou
 
     python benchmarks/llm_int8_floor.py [--eval-blocks 16]
 
-Each row is the transformers model with edgekit's INT8 weights (`quantize_model`, as `compress --quant int8`
-makes them) or the FP weights, and with its linear layers' inputs rounded as the kernel rounds them or left in
+Each row is the transformers model with edgekit's INT8 weights (the residual stream rotated, then
+`quantize_model`, as `compress --quant int8` makes them; one row without the rotation) or the FP weights, and with its linear layers' inputs rounded as the kernel rounds them or left in
 float; KL to the FP model and top-1 agreement on held-out Python docs. The graph itself is measured by
 `benchmarks/llm.py`; this script shows what each part costs (the simulated "both" row matches the graph's
 figures to within the held-out sample); the last rows leave one kind of layer's inputs in float at a time.
@@ -96,6 +96,7 @@ def main() -> None:
     from edgekit.llm.blockwise import quantize_model
     from edgekit.llm.corpus import corpus_splits, load_tokenizer
     from edgekit.llm.from_gguf import gguf_to_folder
+    from edgekit.llm.rotate import rotated_copy
     from llm import BLOCK, corpus, smollm2_gguf
 
     started = time.perf_counter()
@@ -107,9 +108,14 @@ def main() -> None:
     with torch.no_grad():
         reference_logp = [torch.log_softmax(reference(torch.from_numpy(b)[None]).logits[0, :-1].double(), -1)
                           for b in evals]
-    quantized = with_weights(reference, quantize_model(model_dir, reference, calib, 8, "gptq", True, 8))
+    plain = with_weights(reference, quantize_model(model_dir, reference, calib, 8, "gptq", True, 8))
+    with tempfile.TemporaryDirectory() as tmp:  # as `compress --quant int8` makes them: the stream rotated first
+        rotated_dir, rotated = rotated_copy(model_dir, reference, Path(tmp) / "rotated")
+        quantized = with_weights(rotated, quantize_model(rotated_dir, rotated, calib, 8, "gptq", True, 8))
     rows = {"FP weights (not smoothed), inputs rounded (the kernel's rounding alone)":
                 distance(reference, reference_logp, evals, True),
+            "FP weights rotated (not smoothed), inputs rounded": distance(rotated, reference_logp, evals, True),
+            "INT8 weights of the model not rotated, inputs rounded": distance(plain, reference_logp, evals, True),
             "edgekit INT8 weights, inputs in float (the weights' share alone)":
                 distance(quantized, reference_logp, evals, False),
             "edgekit INT8 weights, inputs rounded (what the graph computes)":

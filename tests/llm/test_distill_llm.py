@@ -77,6 +77,7 @@ def test_a_student_from_a_config_learns_the_teacher_and_compresses(tmp_path, set
                      "raspberry-pi-5", "--quant", "int8", "--out", tmp_path / "build", "--block-size", "32",
                      "--new-tokens", "4", "--json")
     assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["rounding"]["rotation"] == "Hadamard within blocks of 32"
     folder = tmp_path / "build" / "raspberry-pi-5"
     assert (folder / "genai_config.json").is_file()
     (tmp_path / "prompts.txt").write_text("The for statement is used to iterate\n")  # the third command

@@ -55,7 +55,8 @@ def _statistics(model, state, blocks):
 def test_pruning_removes_the_share_asked_and_stays_exportable(setting, tmp_path, ratio, groups):
     from edgekit.llm.blockwise import load_state
     from edgekit.llm.export import build_genai
-    from edgekit.llm.prune import build_pruned, count_params, plan, save_pruned
+    from edgekit.llm.folder import save_model
+    from edgekit.llm.prune import build_pruned, count_params, plan
 
     root, model, splits = setting
     state = load_state(root / "m")
@@ -65,7 +66,7 @@ def test_pruning_removes_the_share_asked_and_stays_exportable(setting, tmp_path,
     assert real == chosen.params_after == count_params(pruned.config, tied=False)
     assert abs(1 - real / chosen.params_before - ratio) < 0.08  # widths in steps of 32 neurons, whole groups
     assert pruned.config.intermediate_size % 32 == 0 and pruned.config.num_key_value_heads == groups
-    genai = build_genai(save_pruned(pruned, root / "m", tmp_path / "pruned"), tmp_path / "g", "fp32")
+    genai = build_genai(save_model(pruned, root / "m", tmp_path / "pruned"), tmp_path / "g", "fp32")
     from edgekit.llm.measure import quality
 
     assert quality(genai, pruned, splits["eval"].ids[:2])["kl_per_token"] < 1e-5  # the export is the pruned model
@@ -138,9 +139,9 @@ def _unbiased(model) -> int:
 def _exported_matches(model, folder, tmp_path, blocks) -> float:
     from edgekit.llm.export import build_genai
     from edgekit.llm.measure import quality
-    from edgekit.llm.prune import save_pruned
+    from edgekit.llm.folder import save_model
 
-    genai = build_genai(save_pruned(model, folder, tmp_path / "pruned"), tmp_path / "g", "fp32")
+    genai = build_genai(save_model(model, folder, tmp_path / "pruned"), tmp_path / "g", "fp32")
     return quality(genai, model, blocks)["kl_per_token"]
 
 

@@ -12,18 +12,18 @@ A plan from any of them has `config(old)`, `state(state, old)` and `describe()`.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import InputError
+from edgekit.llm.folder import save_model
 from edgekit.llm.prune.shape import count_params
 from edgekit.llm.prune.width import PrunePlan, check_share as check_width_share, plan
 
 __all__ = ["PrunePlan", "build_pruned", "check_share", "choose", "count_params", "plan",
-           "prune_and_distill", "save_pruned"]
+           "prune_and_distill"]
 
 
 def check_share(config, ratio: float, tied: bool, axis: str = "width") -> None:
@@ -77,23 +77,6 @@ def build_pruned(model, state: dict[str, np.ndarray], chosen):
     return pruned.eval()
 
 
-def save_pruned(model, tokenizer_dir: Path, out: Path) -> Path:
-    """The pruned model as a transformers folder with the source's tokenizer files."""
-    tmp = out.with_name(f".{out.name}.writing")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    for file in Path(tokenizer_dir).iterdir():
-        if file.is_file() and (file.name.startswith(("tokenizer", "special_tokens", "vocab", "merges", "chat_template"))
-                               or file.name == "generation_config.json"):
-            shutil.copy2(file, tmp / file.name)
-    config = json.loads((tmp / "config.json").read_text())
-    config.pop("quantization_config", None)
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
-
-
 def prune_and_distill(model_dir: Path, reference, calib: np.ndarray, train: np.ndarray, ratio: float,
                       minutes: float, lr: float, seed: int, work: Path, axis: str = "width"):
     """The model pruned on `axis` by measured importance, distilled from the unpruned one on the training text,
@@ -110,7 +93,7 @@ def prune_and_distill(model_dir: Path, reference, calib: np.ndarray, train: np.n
     log = distill(student, reference, train, minutes, lr, seed=seed)
     for name in ("pruned", "pruned-fp32"):
         shutil.rmtree(work / name, ignore_errors=True)
-    folder = save_pruned(student, model_dir, work / "pruned")
+    folder = save_model(student, model_dir, work / "pruned")
     build_genai(folder, work / "pruned-fp32", "fp32")
     done = {"ratio": ratio, **described, "params_before": chosen.params_before, "params_after": chosen.params_after,
             "recovery": {"steps": log.steps, "tokens": log.tokens, "seconds": round(log.seconds, 1),
