@@ -127,8 +127,10 @@ def pruned_label(ratio: float, axis: str) -> str:
     return f"pruned {ratio:.0%} ({axis})"
 
 
-def build_rows(model_dir: Path, reference, calib: np.ndarray, work: Path) -> dict[str, tuple[Path, float]]:
-    """{row: (GenAI folder, seconds to make it)}."""
+def build_rows(model_dir: Path, reference, calib: np.ndarray, work: Path,
+               only: tuple[str, ...] = ()) -> dict[str, tuple[Path, float]]:
+    """{row: (GenAI folder, seconds to make it)}, FP32 and the rows whose label holds one of `only` (all: none
+    given)."""
     from edgekit.llm.export import build_genai
 
     plans = {
@@ -146,6 +148,8 @@ def build_rows(model_dir: Path, reference, calib: np.ndarray, work: Path) -> dic
     }
     rows = {}
     for index, (label, plan) in enumerate(plans.items()):
+        if only and label != "FP32" and not any(part in label for part in only):
+            continue
         start = time.perf_counter()
         rows[label] = (plan(work / f"row{index}"), time.perf_counter() - start)
         print(f"built {label} in {rows[label][1]:.0f} s", flush=True)
@@ -181,7 +185,10 @@ def main() -> None:
     parser.add_argument("--prune", type=float, default=0.25, help="share of parameters pruned (0: no pruned rows)")
     parser.add_argument("--prune-axes", default="width,depth", help="comma-separated: width, depth, hidden")
     parser.add_argument("--recover-minutes", type=float, default=15.0)
+    parser.add_argument("--rows", default="", help="comma-separated parts of row labels: FP32 and those rows only, "
+                        "no pruned rows, written to out/llm-rows.md (e.g. 'INT8')")
     args = parser.parse_args()
+    only = tuple(part for part in args.rows.split(",") if part)
 
     from transformers import AutoModelForCausalLM
 
@@ -203,9 +210,9 @@ def main() -> None:
         calib, evals = splits["calib"].ids[:args.calib_blocks], splits["eval"].ids[:args.eval_blocks]
         prompts = {128: evals[0][:128].tolist(), 512: long[0].tolist()}
         greedy_prompts = [block[:32].tolist() for block in splits["eval"].ids[-args.prompts:]]
-        rows = build_rows(model_dir, reference, calib, work)
+        rows = build_rows(model_dir, reference, calib, work, only)
         pruning = []
-        for axis in (args.prune_axes.split(",") if args.prune else []):
+        for axis in (args.prune_axes.split(",") if args.prune and not only else []):
             more, record = pruned_rows(model_dir, reference, calib, splits["train"].ids, args.prune,
                                        args.recover_minutes, work, axis)
             rows.update(more)
@@ -223,16 +230,17 @@ def main() -> None:
         row["decode_vs_fp32"] = row["decode_tok_s"] / fp32["decode_tok_s"]
     meta = {"model": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantized)", "block": BLOCK, "eval_blocks": len(evals),
             "calib_blocks": len(calib), "rounds": args.rounds, "greedy_prompts": len(greedy_prompts),
-            "pruning": pruning, "minutes": (time.perf_counter() - started) / 60}
+            "pruning": pruning, "rows": args.rows, "minutes": (time.perf_counter() - started) / 60}
     OUT.mkdir(exist_ok=True)
-    (OUT / "llm.json").write_text(json.dumps({"meta": meta, "rows": results}, indent=1))
-    (OUT / "llm.md").write_text(render(meta, results))
+    name = "llm-rows" if only else "llm"
+    (OUT / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": results}, indent=1))
+    (OUT / f"{name}.md").write_text(render(meta, results))
     print(render(meta, results))
 
 
 def render(meta: dict, results: dict) -> str:
     lines = [f"# {meta['model']} through edgekit", "",
-             f"`python benchmarks/llm.py` (one run, {meta['minutes']:.0f} min; held-out text: {meta['eval_blocks']} "
+             f"`python benchmarks/llm.py{' --rows ' + meta['rows'] if meta.get('rows') else ''}` (one run, {meta['minutes']:.0f} min; held-out text: {meta['eval_blocks']} "
              f"blocks of {meta['block']} tokens of Python's docs; calibration {meta['calib_blocks']} blocks from "
              f"other documents; speeds: medians of {meta['rounds']} interleaved rounds, 128 new tokens; greedy: "
              f"{meta['greedy_prompts']} prompts x 32 tokens).", "",
@@ -250,12 +258,14 @@ def render(meta: dict, results: dict) -> str:
 
 def verdicts(meta: dict, rows: dict) -> list[str]:
     """The issue's targets, each with the measured figures it is judged on."""
-    fp32, peer4, int8, int4 = (rows[k] for k in ("FP32", "builder INT4 (RTN, its default)", "edgekit INT8 (GPTQ)",
-                                                 "edgekit INT4 (GPTQ)"))
+    fp32, peer4, int8, int4 = (rows.get(k) for k in ("FP32", "builder INT4 (RTN, its default)",
+                                                     "edgekit INT8 (GPTQ)", "edgekit INT4 (GPTQ)"))
     out = [f"- edgekit INT8: KL {int8['kl_per_token']:.4f} (target <= 0.002), top-1 {int8['top1_agreement']:.4f} "
-           "(target >= 0.99)."]
+           f"(target >= 0.99), size {int8['size_vs_fp32']:.3f}x FP32."] if int8 else []
     for label in ("edgekit INT4 (GPTQ)", "edgekit INT4 (GPTQ, head 4-bit)"):
-        r = rows[label]
+        r = rows.get(label)
+        if r is None or peer4 is None:
+            continue
         out.append(f"- {label}: KL {r['kl_per_token'] / peer4['kl_per_token']:.2f}x the builder's RTN INT4 (target "
                    f"<= 0.5), decode {r['decode_tok_s'] / peer4['decode_tok_s']:.3f}x its speed (target >= 0.95), "
                    f"{r['decode_vs_fp32']:.2f}x FP32's (target >= 2.5), size {r['size_vs_fp32']:.3f}x FP32 "

@@ -363,8 +363,10 @@ def quantize_model(model_dir: str | Path, reference, calib: np.ndarray, bits: in
     head = head_weight(state).astype(np.float32)
     quantized[HEAD] = (gptq(head, hessians[HEAD], 4) if head_by_gptq and HEAD in hessians
                        else round_to_nearest(head, head_bits))
+    if HEAD in state:  # an embedding of its own: 8-bit blocks, read by an 8-bit lookup (mend_graph)
+        quantized[EMBED] = round_to_nearest(state[EMBED].astype(np.float32), 8)
     return QuantizedModel(quantized, floats, f"{head_bits}-bit, {_rounding(head_by_gptq and HEAD in hessians)}",
-                          f"{head_bits}-bit, the head's integers (tied)" if HEAD not in state else "float")
+                          f"{head_bits}-bit, the head's integers (tied)" if HEAD not in state else "8-bit, its own blocks")
 
 
 def _rounding(compensated: bool) -> str:
@@ -383,13 +385,10 @@ def head_of_its_own(model: QuantizedModel, state: dict[str, np.ndarray], hessian
     norm, head, s = smooth_head(state, head, input_max)
     compensated = method == "gptq" and hessian is not None
     rounded = gptq(head, hessian / np.outer(s, s), 8) if compensated else round_to_nearest(head, 8)
-    blocks = {**model.blocks, HEAD: rounded}
-    tied = HEAD not in state
-    if tied:
-        blocks[EMBED] = round_to_nearest(state[EMBED].astype(np.float32), 8)
+    blocks = {**model.blocks, HEAD: rounded, EMBED: round_to_nearest(state[EMBED].astype(np.float32), 8)}
     return QuantizedModel(blocks, {**model.floats, FINAL_NORM: norm},
                           f"8-bit, its own (final norm smoothed in), {_rounding(compensated)}",
-                          "8-bit, its own blocks (untied from the head)" if tied else "float")
+                          "8-bit, its own blocks" + (" (untied from the head)" if HEAD not in state else ""))
 
 
 def layer_hessians(model, blocks: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:

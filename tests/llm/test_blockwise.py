@@ -95,6 +95,32 @@ def test_a_tied_embedding_reads_the_8_bit_head_and_the_graph_computes_the_quanti
     assert np.mean(ours.argmax(-1) == theirs.argmax(-1)) > 0.95
 
 
+def test_an_embedding_of_its_own_is_read_from_8_bit_blocks_at_int4(tmp_path):
+    """A model whose head and embedding are apart: at INT4 the embedding keeps 8 bits (not the builder's float
+    table), read by an 8-bit lookup, and the graph computes the model carrying those weights."""
+    import onnx
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from edgekit.llm.blockwise import EMBED, quantize_model, write_checkpoint
+    from edgekit.llm.export import build_genai
+    from edgekit.llm.measure import genai_block_logits, reference_block_logits
+
+    model, _ = tiny_causal_lm(tmp_path / "m", "llama", tie=False)
+    quantized = quantize_model(tmp_path / "m", model, np.zeros((0, 1), np.int64), 4, "rtn", False, 8)
+    assert quantized.blocks[EMBED].bits == 8 and quantized.embedding == "8-bit, its own blocks"
+    genai = build_genai(write_checkpoint(tmp_path / "m", tmp_path / "ck", quantized.blocks), tmp_path / "g", "int4")
+    graph = onnx.load(str(genai / "model.onnx"), load_external_data=False).graph
+    assert [n.op_type for n in graph.node if n.output[0].startswith("/model/embed_tokens")] == ["GatherBlockQuantized"]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval()
+    with torch.no_grad():
+        for name, weight in quantized.blocks.items():
+            model.get_parameter(name).copy_(torch.from_numpy(weight.dequantized()))
+    block = np.arange(3, 60)
+    ours, theirs = genai_block_logits(genai, block), reference_block_logits(model, block)
+    assert np.abs(ours - theirs).max() < 0.02 * np.abs(theirs).max()
+
+
 def test_error_compensation_beats_round_to_nearest_on_correlated_inputs():
     """Inputs that share a few common factors (as a language model's hidden features do): GPTQ's output error
     is well under RTN's on the same grid, on the inputs it saw and on new ones drawn alike."""
@@ -156,11 +182,12 @@ def test_a_4_bit_head_is_rounded_with_error_compensation(tmp_path):
     assert error(quantized.blocks[HEAD].dequantized()) < 0.9 * error(round_to_nearest(weight, 4).dequantized())
 
 
-def test_at_8_bits_the_head_is_untied_smoothed_and_the_graph_computes_that_model(tmp_path):
-    """INT8 of a tied model: the head gets blocks of its own with the final norm's outlier channel moved into
-    it, the embedding keeps 8-bit blocks of its own, read by an 8-bit lookup in the graph (the builder's float
-    table gone); the graph's logits are those of the untied transformers model carrying the same weights, and
-    the GGUF file holds both tensors."""
+@pytest.mark.parametrize("tie", [True, False])
+def test_at_8_bits_the_head_is_untied_smoothed_and_the_graph_computes_that_model(tmp_path, tie):
+    """INT8 of a tied model (or one with a head of its own): the head gets blocks of its own with the final
+    norm's outlier channel moved into it, the embedding keeps 8-bit blocks of its own, read by an 8-bit lookup
+    in the graph (the builder's float table gone); the graph's logits are those of the untied transformers model
+    carrying the same weights, and the GGUF file holds both tensors."""
     import gguf
     import onnx
     import torch
@@ -172,7 +199,7 @@ def test_at_8_bits_the_head_is_untied_smoothed_and_the_graph_computes_that_model
     from edgekit.llm.measure import genai_block_logits, reference_block_logits
     from edgekit.llm.to_gguf import write_gguf
 
-    model, _ = tiny_causal_lm(tmp_path / "tied", "llama", tie=True)
+    model, _ = tiny_causal_lm(tmp_path / "tied", "llama", tie=tie)
     with torch.no_grad():
         model.model.norm.weight[7] *= 40  # an outlier channel at the head's input
     model.save_pretrained(tmp_path / "tied")
@@ -180,7 +207,8 @@ def test_at_8_bits_the_head_is_untied_smoothed_and_the_graph_computes_that_model
     quantized = quantize_model(tmp_path / "tied", model, blocks, 8, "gptq", True, 8)
     assert {HEAD, EMBED} <= set(quantized.blocks) and "model.norm.weight" in quantized.floats
     assert quantized.floats["model.norm.weight"][7] < 0.2 * model.model.norm.weight[7].item()  # moved into the head
-    assert "untied" in quantized.embedding and "its own" in quantized.head
+    assert ("untied" in quantized.embedding) == tie and "8-bit, its own blocks" in quantized.embedding
+    assert "its own" in quantized.head
 
     genai = build_genai(write_checkpoint(tmp_path / "tied", tmp_path / "ck", quantized.blocks, quantized.floats),
                         tmp_path / "g", "int4")
