@@ -240,7 +240,8 @@ def main() -> None:
 
 def render(meta: dict, results: dict) -> str:
     lines = [f"# {meta['model']} through edgekit", "",
-             f"`python benchmarks/llm.py{' --rows ' + meta['rows'] if meta.get('rows') else ''}` (one run, {meta['minutes']:.0f} min; held-out text: {meta['eval_blocks']} "
+             f"`python benchmarks/llm.py{' --rows ' + meta['rows'] if meta.get('rows') else ''}` (one run, "
+             f"{meta['minutes']:.0f} min; held-out text: {meta['eval_blocks']} "
              f"blocks of {meta['block']} tokens of Python's docs; calibration {meta['calib_blocks']} blocks from "
              f"other documents; speeds: medians of {meta['rounds']} interleaved rounds, 128 new tokens; greedy: "
              f"{meta['greedy_prompts']} prompts x 32 tokens).", "",

@@ -5,8 +5,8 @@ accuracy level 4: each row's blocks of 32 scaled by their largest magnitude, rou
     python benchmarks/llm_int8_floor.py [--eval-blocks 16]
 
 Each row is the transformers model with edgekit's INT8 weights (the residual stream rotated, then
-`quantize_model`, as `compress --quant int8` makes them; one row without the rotation) or the FP weights, and with its linear layers' inputs rounded as the kernel rounds them or left in
-float; KL to the FP model and top-1 agreement on held-out Python docs. The graph itself is measured by
+`quantize_model`, as `compress --quant int8` makes them; one row without the rotation) or the FP weights, and
+with its linear layers' inputs rounded as the kernel rounds them or left in float; KL to the FP model and top-1 agreement on held-out Python docs. The graph itself is measured by
 `benchmarks/llm.py`; this script shows what each part costs (the simulated "both" row matches the graph's
 figures to within the held-out sample); the last rows leave one kind of layer's inputs in float at a time.
 Writes benchmarks/out/llm_int8_floor.md.

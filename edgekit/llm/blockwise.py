@@ -336,7 +336,9 @@ def quantize_model(model_dir: str | Path, reference, calib: np.ndarray, bits: in
     head at `head_bits` (round to nearest at 8 bits; at 4 by GPTQ where the linears are: on SmolLM2-135M that
     took the KL to FP of INT4 with a 4-bit head from 0.21 to 0.11, the tied lookup reading the same
     integers included); with `smooth_activations`, activation outliers moved into the weights first
-    (smooth.py), and at 8 bits the head gets its own (head_of_its_own). `statistics` (layer_statistics' answer
+    (smooth.py), and at 8 bits the head gets its own (head_of_its_own). An embedding not tied to the head
+    keeps 8-bit blocks of its own (the graph's lookup reads them; a float table would be a fifth of a small
+    model's size at 32 bits). `statistics` (layer_statistics' answer
     on the same blocks) saves computing them again."""
     from edgekit.llm.smooth import FINAL_NORM, can_smooth, smooth
 
@@ -365,8 +367,8 @@ def quantize_model(model_dir: str | Path, reference, calib: np.ndarray, bits: in
                        else round_to_nearest(head, head_bits))
     if HEAD in state:  # an embedding of its own: 8-bit blocks, read by an 8-bit lookup (mend_graph)
         quantized[EMBED] = round_to_nearest(state[EMBED].astype(np.float32), 8)
-    return QuantizedModel(quantized, floats, f"{head_bits}-bit, {_rounding(head_by_gptq and HEAD in hessians)}",
-                          f"{head_bits}-bit, the head's integers (tied)" if HEAD not in state else "8-bit, its own blocks")
+    lookup = f"{head_bits}-bit, the head's integers (tied)" if HEAD not in state else "8-bit, its own blocks"
+    return QuantizedModel(quantized, floats, f"{head_bits}-bit, {_rounding(head_by_gptq and HEAD in hessians)}", lookup)
 
 
 def _rounding(compensated: bool) -> str:

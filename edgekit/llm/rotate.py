@@ -6,9 +6,10 @@ cannot follow. A Hadamard transform within each block of 32 (random signs first)
 
 The transform is folded into the weights, so the graph is the same graph and the FP model computes the same
 function: the RMSNorm gains move into the layers that read the normalized stream (a norm without gain commutes
-with an orthogonal Q), the embedding and every layer that writes the residual stream are multiplied by Q, every
-layer that reads it by Q^T; each attention head's values and the output projection's matching columns take a
-Hadamard transform of the head's width. The head is untied from the embedding (its final-norm gain differs).
+with an orthogonal Q); the stream x becomes xQ: the embedding's rows and the outputs of every layer that writes
+the stream are multiplied by Q (W <- Q^T W), every layer that reads it takes W <- W Q; each attention head's
+values and the output projection's matching columns take a Hadamard transform of the head's width. The head
+is untied from the embedding (its final-norm gain differs).
 On SmolLM2-135M (16 held-out blocks, the kernel's rounding simulated, smoothing and GPTQ after it) the INT8
 model's KL to FP went from 0.00178 to 0.00127; a random orthogonal Q over the whole width did worse with
 smoothing (0.00164 on 8 blocks), as a token's large channel then widens every block's scale.
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-BLOCK = 32  # MatMulNBits' input blocks
+from edgekit.llm.blockwise import BLOCK  # MatMulNBits' blocks, along the input its int8 rounding works in
+
 SEED = 0
 ROTATED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 _KNOWN = re.compile(r"model\.(embed_tokens\.weight|norm\.weight|layers\.\d+\.(input_layernorm\.weight|"
