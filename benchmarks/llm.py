@@ -161,19 +161,23 @@ def size_mib(folder: Path) -> float:
 
 
 def speeds(rows: dict, prompts: dict[int, list[int]], new_tokens: int, rounds: int) -> dict[str, dict]:
-    """Medians over `rounds`, each timing every row once per prompt length, in turn."""
-    from edgekit.llm.measure import speed
+    """Prefill and time to first token: medians over `rounds`, each timing every row once per prompt length,
+    in turn. Decode: every row stepped in turn one token at a time, over `rounds` fresh loads
+    (`decode_side_by_side`)."""
+    from edgekit.llm.measure import decode_side_by_side, speed
 
     samples: dict[str, dict[str, list[float]]] = {label: {} for label in rows}
     for _ in range(rounds):
         for label, (folder, _) in rows.items():
             for length, prompt in prompts.items():
-                timed = speed(folder, prompt, new_tokens if length == min(prompts) else 1, repeats=1)
+                timed = speed(folder, prompt, 1, repeats=1)
                 samples[label].setdefault(f"prefill_{length}_tok_s", []).append(timed["prefill_tok_s"])
                 if length == min(prompts):
-                    samples[label].setdefault("decode_tok_s", []).append(timed["decode_tok_s"])
                     samples[label].setdefault("ttft_ms", []).append(timed["ttft_ms"])
-    return {label: {k: float(np.median(v)) for k, v in s.items()} for label, s in samples.items()}
+    decode = decode_side_by_side({label: folder for label, (folder, _) in rows.items()}, prompts[min(prompts)],
+                                 new_tokens, rounds)
+    return {label: {**{k: float(np.median(v)) for k, v in s.items()}, "decode_tok_s": decode[label]}
+            for label, s in samples.items()}
 
 
 def main() -> None:
@@ -243,8 +247,9 @@ def render(meta: dict, results: dict) -> str:
              f"`python benchmarks/llm.py{' --rows ' + meta['rows'] if meta.get('rows') else ''}` (one run, "
              f"{meta['minutes']:.0f} min; held-out text: {meta['eval_blocks']} "
              f"blocks of {meta['block']} tokens of Python's docs; calibration {meta['calib_blocks']} blocks from "
-             f"other documents; speeds: medians of {meta['rounds']} interleaved rounds, 128 new tokens; greedy: "
-             f"{meta['greedy_prompts']} prompts x 32 tokens).", "",
+             f"other documents; prefill and TTFT: medians of {meta['rounds']} interleaved rounds; decode: 1 / the "
+             f"median time of a token, 128 new tokens, every row stepped in turn one token at a time over "
+             f"{meta['rounds']} fresh loads; greedy: {meta['greedy_prompts']} prompts x 32 tokens).", "",
              "| model | size MiB | x FP32 | prefill 128 tok/s | prefill 512 tok/s | decode tok/s | x FP32 | TTFT ms | "
              "peak RSS MiB | perplexity | KL to FP | top-1 agreement | greedy exact | greedy prefix |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -5,8 +5,8 @@ width 576: 28.3M of its 134.5M parameters are the head).
 
 Three INT4 graphs that differ in the head alone, all rounded to nearest so that only the head's width differs:
 the GenAI builder's own INT4 (the peer: a 4-bit head), edgekit's with `--head-bits 4` and edgekit's with the
-default 8-bit head. Decode tokens/s (prompt 128, 128 new tokens) are medians of rounds that visit each graph in
-turn. Beside them, the head's MatMulNBits alone at 4 and 8 bits, one token at a time: decode reads every weight
+default 8-bit head. Decode tokens/s (prompt 128, 128 new tokens): 1 / the median time of a token, the three
+stepped in turn one token at a time over fresh loads (`decode_side_by_side`). Beside them, the head's MatMulNBits alone at 4 and 8 bits, one token at a time: decode reads every weight
 once per token, so the 8-bit head's extra bytes set how far its decode can come to the 4-bit one's.
 Writes benchmarks/out/llm_head_cost.md.
 """
@@ -83,7 +83,7 @@ def main() -> None:
     from edgekit.files import cache_root
     from edgekit.llm.blockwise import head_weight, load_state
     from edgekit.llm.from_gguf import gguf_to_folder
-    from edgekit.llm.measure import speed
+    from edgekit.llm.measure import decode_side_by_side
     from llm import smollm2_gguf
 
     started = time.perf_counter()
@@ -93,14 +93,11 @@ def main() -> None:
     prompt = list(range(1000, 1128))
     with tempfile.TemporaryDirectory() as tmp:
         folders = graphs(model_dir, reference, Path(tmp))
-        decode: dict[str, list[float]] = {label: [] for label in folders}
+        tok_s = decode_side_by_side(folders, prompt, 128, args.rounds)
         kernel: dict[int, list[float]] = {4: [], 8: []}
         for _ in range(args.rounds):
-            for label, folder in folders.items():
-                decode[label].append(speed(folder, prompt, 128, repeats=1)["decode_tok_s"])
             for bits in kernel:
                 kernel[bits].append(head_ms(head, bits))
-    tok_s = {label: float(np.median(v)) for label, v in decode.items()}
     head_cost = {bits: float(np.median(v)) for bits, v in kernel.items()}
     peer = tok_s["builder INT4 (4-bit head)"]
     token_ms = 1e3 / peer
@@ -108,7 +105,8 @@ def main() -> None:
     four, eight = tok_s["edgekit INT4, --head-bits 4"], tok_s["edgekit INT4, 8-bit head (default)"]
     lines = ["# What an 8-bit head costs INT4 decode (SmolLM2-135M-Instruct)", "",
              f"`python benchmarks/llm_head_cost.py` ({(time.perf_counter() - started) / 60:.0f} min, {args.rounds} "
-             "interleaved rounds; all three graphs rounded to nearest, differing in the head alone).", "",
+             "rounds of fresh loads, decode stepped side by side; all three graphs rounded to nearest, differing in "
+             "the head alone).", "",
              "| graph | decode tok/s | ms per token | x builder |", "|---|---:|---:|---:|"]
     lines += [f"| {label} | {v:.1f} | {1e3 / v:.2f} | {v / peer:.3f} |" for label, v in tok_s.items()]
     lines += ["", "| head's MatMulNBits alone, one token | ms |", "|---|---:|",

@@ -83,6 +83,48 @@ def speed(genai_dir: str | Path, prompt: list[int], new_tokens: int, repeats: in
     return {**time_generation(new_generator, prompt, repeats), "prompt_tokens": len(prompt), "new_tokens": new_tokens}
 
 
+class _Decoding:
+    """A GenAI generator that has taken its prompt and made its first token, holding its model alive."""
+
+    def __init__(self, folder: str | Path, prompt: list[int], new_tokens: int):
+        import onnxruntime_genai as og
+
+        self.model = og.Model(str(folder))
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=len(prompt) + new_tokens, min_length=len(prompt) + new_tokens,
+                                  do_sample=False)
+        self.generator = og.Generator(self.model, params)
+        self.generator.append_tokens([int(t) for t in prompt])
+        self.generator.generate_next_token()
+
+    def is_done(self) -> bool:
+        return self.generator.is_done()
+
+    def generate_next_token(self) -> None:
+        self.generator.generate_next_token()
+
+
+def decode_side_by_side(folders: dict[str, str | Path], prompt: list[int], new_tokens: int,
+                        rounds: int = 3) -> dict[str, float]:
+    """Decode tokens/s of artifacts compared in one run: 1 / the median time of one token, every artifact
+    stepped in turn (measure/latency.py says why). Their ratios hold where timing each alone, seconds apart,
+    has moved by 10-15% between runs on a shared machine."""
+    from edgekit.measure.latency import time_steps_side_by_side
+
+    starts = {label: (lambda folder=folder: _Decoding(folder, prompt, new_tokens))
+              for label, folder in folders.items()}
+    steps = time_steps_side_by_side(starts, rounds)
+    return {label: 1.0 / float(np.median(times)) for label, times in steps.items()}
+
+
+def speeds_side_by_side(folders: dict[str, str | Path], prompt: list[int], new_tokens: int,
+                        rounds: int = 3) -> dict[str, dict[str, float]]:
+    """`speed` of each artifact (time to first token, prefill), its decode measured side by side."""
+    decode = decode_side_by_side(folders, prompt, new_tokens, rounds)
+    return {label: {**speed(folder, prompt, 1), "new_tokens": new_tokens, "decode_tok_s": decode[label]}
+            for label, folder in folders.items()}
+
+
 def greedy_match(genai_dir: str | Path, reference_model, prompts: list[list[int]], new_tokens: int) -> dict[str, float]:
     """Greedy continuations of the artifact against the FP model's, `new_tokens` each (end of text held off in
     both, so every continuation has the full length): the share identical, and the mean share of tokens

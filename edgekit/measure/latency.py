@@ -81,6 +81,31 @@ def time_generation(new_generator, prompt: list[int], repeats: int) -> dict[str,
     return {"ttft_ms": 1000 * ttft_s, "prefill_tok_s": len(prompt) / ttft_s, "decode_tok_s": float(np.median(decode[1:]))}
 
 
+def time_steps_side_by_side(starts: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds of every decode step of several token generators advanced in turn, one token each, so that
+    all of them meet the same moments of a shared machine, whose speed drifts over seconds. Each round
+    starts every generator afresh (`starts[label]()`: loaded, prompt taken, first token made), since where a
+    load places the weights in memory moves decode speed too (the same graph loaded twice has differed by
+    a tenth), and turns the order by one."""
+    labels = list(starts)
+    steps: dict[str, list[float]] = {label: [] for label in labels}
+    for round_ in range(rounds):
+        order = labels[round_ % len(labels):] + labels[:round_ % len(labels)]
+        live = {label: starts[label]() for label in order}
+        while live:
+            for label in order:
+                generator = live.get(label)
+                if generator is None:
+                    continue
+                if generator.is_done():
+                    del live[label]
+                    continue
+                start = time.perf_counter()
+                generator.generate_next_token()
+                steps[label].append(time.perf_counter() - start)
+    return steps
+
+
 def measure_in_process(path, feed: dict, warmup: int, runs: int, threads: int) -> dict:
     """`measure` in a child process (its peak memory then is the model's own)."""
     import subprocess

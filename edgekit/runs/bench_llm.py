@@ -24,6 +24,7 @@ def is_language_model_folder(folder: Path) -> bool:
 def run_llm_bench(folder: Path, data: str | None, prompts_file: str | None, baseline: str | None,
                   new_tokens: int = 128) -> dict[str, Any]:
     from edgekit.llm.corpus import load_tokenizer
+    from edgekit.llm.measure import decode_side_by_side
 
     report = _compress_report(folder)
     _check_runs_here(folder, report)
@@ -40,10 +41,14 @@ def run_llm_bench(folder: Path, data: str | None, prompts_file: str | None, base
     results: dict[str, Any] = {"target": report.get("target", folder.name), "format": "causal-lm",
                                "quant": report.get("quant"), "data": data, "prompts": len(prompts),
                                "prompt_lengths": list(timing)}
-    for label, path in (("fp32", base), ("final", folder)):
+    folders = {"fp32": base, "final": folder}
+    short = min(timing)
+    console.log("  timing decode of fp32 and final side by side …")
+    decode = decode_side_by_side(folders, timing[short], new_tokens)
+    for label, path in folders.items():
         console.log(f"  measuring {label} ({path}) …")
-        results[label] = _measure(path, timing, new_tokens, reference, prompts, data, tokenizer,
-                                  report.get("block_size", 128))
+        results[label] = {**_measure(path, timing, new_tokens, reference, prompts, data, tokenizer,
+                                     report.get("block_size", 128)), "decode_tok_s": decode[label]}
     fp32, final = results["fp32"], results["final"]
     results["ratios"] = {"size": final["size_bytes"] / fp32["size_bytes"],
                          "decode_speedup": final["decode_tok_s"] / fp32["decode_tok_s"],
@@ -120,8 +125,8 @@ def _measure(path: Path, timing: dict[int, list[int]], new_tokens: int, referenc
 
     size = sum(p.stat().st_size for p in path.iterdir() if p.is_file() and p.name.startswith("model"))
     short, long = timing
-    measured = speed(path, timing[short], new_tokens)
-    row = {"size_bytes": size, "ttft_ms": measured["ttft_ms"], "decode_tok_s": measured["decode_tok_s"],
+    measured = speed(path, timing[short], 1)  # its decode is timed beside the other artifact's
+    row = {"size_bytes": size, "ttft_ms": measured["ttft_ms"],
            f"prefill_{short}_tok_s": measured["prefill_tok_s"],
            f"prefill_{long}_tok_s": speed(path, timing[long], 1)["prefill_tok_s"],
            "peak_rss_mib": peak_memory_mib(path, short, new_tokens), "new_tokens": new_tokens}

@@ -95,7 +95,7 @@ def _build_and_measure(cfg, target, info, splits, work: Path, model_dir: Path) -
     from transformers import AutoModelForCausalLM
 
     from edgekit.llm.export import build_genai
-    from edgekit.llm.measure import quality, speed
+    from edgekit.llm.measure import quality, speeds_side_by_side
 
     reference = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype="float32").eval()
     for name in ("fp32", "final", "checkpoint", "cuda"):
@@ -117,12 +117,12 @@ def _build_and_measure(cfg, target, info, splits, work: Path, model_dir: Path) -
     shipped = _gpu_variant(target, work, checkpoint if cfg.quant in BITS else student_dir, cfg.quant in BITS)
     evals = splits["eval"].ids[:EVAL_BLOCKS]
     prompt = splits["eval"].ids[0][:min(128, cfg.llm.block_size)].tolist()
-    measured = {}
-    rows = [("fp32", fp32), *([("pruned", work / "pruned-fp32")] if pruning else []), ("final", final)]
-    for label, folder in rows:
+    rows = {"fp32": fp32, **({"pruned": work / "pruned-fp32"} if pruning else {}), "final": final}
+    console.log(f"  timing {', '.join(rows)} side by side …")
+    measured = speeds_side_by_side(rows, prompt, cfg.llm.new_tokens)
+    for label, folder in rows.items():
         console.log(f"  measuring {label} ({folder.name}) …")
-        measured[label] = {"size_bytes": _size(folder), **quality(folder, reference, evals),
-                           **speed(folder, prompt, cfg.llm.new_tokens)}
+        measured[label].update({"size_bytes": _size(folder), **quality(folder, reference, evals)})
     return {"target": target.name, "format": "causal-lm", "model": info, "quant": cfg.quant.value,
             "source": str(model_dir.resolve()), "baseline": "../work/fp32",  # what `edgekit bench` compares with
             "execution": "cuda" if shipped else "cpu", "shipped": shipped or "final",

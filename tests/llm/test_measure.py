@@ -37,3 +37,29 @@ def test_fp32_export_matches_its_model_and_int4_measures_worse(tmp_path, tiny_ll
     assert int4["kl_per_token"] > 100 * max(fp32["kl_per_token"], 1e-9)
     timing = speed(tiny_llama_genai, blocks[0][:32].tolist(), 8, repeats=2)
     assert timing["ttft_ms"] > 0 and timing["decode_tok_s"] > 0 and timing["prefill_tok_s"] > 0
+
+
+def test_side_by_side_decode_steps_every_artifact_alike(tmp_path, tiny_llama_genai):
+    """Each artifact is stepped once per new token per round, in turn; the same graph under two names
+    decodes at the same speed within the shared machine's noise, far from a tenfold error of bookkeeping."""
+    from edgekit.llm.measure import decode_side_by_side
+    from edgekit.measure.latency import time_steps_side_by_side
+
+    class Counting:
+        def __init__(self, label, made, log):
+            self.label, self.left, self.log = label, made, log
+
+        def is_done(self):
+            return self.left == 0
+
+        def generate_next_token(self):
+            self.left -= 1
+            self.log.append(self.label)
+
+    log: list[str] = []
+    steps = time_steps_side_by_side({"a": lambda: Counting("a", 3, log), "b": lambda: Counting("b", 5, log)}, 2)
+    assert [len(steps["a"]), len(steps["b"])] == [6, 10]
+    assert log[:8] == ["a", "b"] * 3 + ["b", "b"] and log[8:12] == ["b", "a", "b", "a"]  # order turns each round
+    speeds = decode_side_by_side({"one": tiny_llama_genai, "same": tiny_llama_genai}, list(range(5, 21)), 16, 2)
+    assert set(speeds) == {"one", "same"} and all(v > 0 for v in speeds.values())
+    assert 0.5 < speeds["one"] / speeds["same"] < 2.0
