@@ -109,12 +109,11 @@ def decode_side_by_side(folders: dict[str, str | Path], prompt: list[int], new_t
     """Decode tokens/s of artifacts compared in one run: 1 / the median time of one token, every artifact
     stepped in turn (measure/latency.py says why). Their ratios hold where timing each alone, seconds apart,
     has moved by 10-15% between runs on a shared machine."""
-    from edgekit.measure.latency import time_steps_side_by_side
+    from edgekit.measure.latency import decode_rates_side_by_side
 
     starts = {label: (lambda folder=folder: _Decoding(folder, prompt, new_tokens))
               for label, folder in folders.items()}
-    steps = time_steps_side_by_side(starts, rounds)
-    return {label: 1.0 / float(np.median(times)) for label, times in steps.items()}
+    return decode_rates_side_by_side(starts, rounds)
 
 
 def speeds_side_by_side(folders: dict[str, str | Path], prompt: list[int], new_tokens: int,

@@ -81,12 +81,12 @@ def time_generation(new_generator, prompt: list[int], repeats: int) -> dict[str,
     return {"ttft_ms": 1000 * ttft_s, "prefill_tok_s": len(prompt) / ttft_s, "decode_tok_s": float(np.median(decode[1:]))}
 
 
-def time_steps_side_by_side(starts: dict, rounds: int) -> dict[str, list[float]]:
-    """Seconds of every decode step of several token generators advanced in turn, one token each, so that
-    all of them meet the same moments of a shared machine, whose speed drifts over seconds. Each round
-    starts every generator afresh (`starts[label]()`: loaded, prompt taken, first token made), since where a
-    load places the weights in memory moves decode speed too (the same graph loaded twice has differed by
-    a tenth), and turns the order by one."""
+def decode_rates_side_by_side(starts: dict, rounds: int) -> dict[str, float]:
+    """Tokens/s of several token generators (1 / the median time of one step), advanced in turn, one token
+    each, so that all of them meet the same moments of a shared machine, whose speed drifts over seconds.
+    Each round starts every generator afresh (`starts[label]()`: loaded, prompt taken, first token made),
+    since where a load places the weights in memory moves decode speed too (the same graph loaded twice has
+    differed by a tenth), and turns the order by one."""
     labels = list(starts)
     steps: dict[str, list[float]] = {label: [] for label in labels}
     for round_ in range(rounds):
@@ -103,7 +103,7 @@ def time_steps_side_by_side(starts: dict, rounds: int) -> dict[str, list[float]]
                 start = time.perf_counter()
                 generator.generate_next_token()
                 steps[label].append(time.perf_counter() - start)
-    return steps
+    return {label: 1.0 / (percentiles(times)["p50"]) for label, times in steps.items()}
 
 
 def measure_in_process(path, feed: dict, warmup: int, runs: int, threads: int) -> dict:
