@@ -6,8 +6,10 @@ width 576: 28.3M of its 134.5M parameters are the head).
 Three INT4 graphs that differ in the head alone, all rounded to nearest so that only the head's width differs:
 the GenAI builder's own INT4 (the peer: a 4-bit head), edgekit's with `--head-bits 4` and edgekit's with the
 default 8-bit head. Decode tokens/s (prompt 128, 128 new tokens): 1 / the median time of a token, the three
-stepped in turn one token at a time over fresh loads (`decode_side_by_side`). Beside them, the head's MatMulNBits alone at 4 and 8 bits, one token at a time: decode reads every weight
-once per token, so the 8-bit head's extra bytes set how far its decode can come to the 4-bit one's.
+stepped in turn one token at a time over fresh loads (`decode_side_by_side`). Beside them, the head's
+MatMulNBits alone at 4 and 8 bits, one token at a time: decode reads every weight once per token, so the
+8-bit head's extra bytes set how far its decode can come to the 4-bit one's (timed alone, the head sits in
+the cache, so this is the least it costs).
 Writes benchmarks/out/llm_head_cost.md.
 """
 

@@ -147,7 +147,8 @@ class LlmSettings(Section):
     weight_rounding: Literal["gptq", "rtn"] = option(
         "gptq", "How INT4/INT8 weight blocks are rounded (language models): gptq compensates each weight's "
         "error with the input statistics of the calibration text; rtn rounds to nearest.")
-    new_tokens: int = option(128, "Tokens generated when timing decode (language models).", ge=1)
+    new_tokens: int = option(128, "Tokens generated when timing decode (language models; the first comes from "
+                             "the prefill, so at least 2).", ge=2)
     recover_minutes: float = option(10.0, "Distillation from the unpruned model after --prune (language models): "
                                     "wall-clock minutes.", gt=0)
     recover_lr: float = option(1e-4, "Learning rate of that distillation (language models).", gt=0)

@@ -74,13 +74,18 @@ def speed(genai_dir: str | Path, prompt: list[int], new_tokens: int, repeats: in
     from edgekit.measure.latency import time_generation
 
     model = og.Model(str(genai_dir))
+    return {**time_generation(lambda: _greedy_generator(model, len(prompt), new_tokens), prompt, repeats),
+            "prompt_tokens": len(prompt), "new_tokens": new_tokens}
 
-    def new_generator():
-        params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(prompt) + new_tokens, min_length=len(prompt) + new_tokens,
-                                  do_sample=False)
-        return og.Generator(model, params)
-    return {**time_generation(new_generator, prompt, repeats), "prompt_tokens": len(prompt), "new_tokens": new_tokens}
+
+def _greedy_generator(model, prompt_tokens: int, new_tokens: int):
+    """A GenAI generator that makes exactly `new_tokens` greedy tokens after a prompt of `prompt_tokens`."""
+    import onnxruntime_genai as og
+
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=prompt_tokens + new_tokens, min_length=prompt_tokens + new_tokens,
+                              do_sample=False)
+    return og.Generator(model, params)
 
 
 class _Decoding:
@@ -90,10 +95,7 @@ class _Decoding:
         import onnxruntime_genai as og
 
         self.model = og.Model(str(folder))
-        params = og.GeneratorParams(self.model)
-        params.set_search_options(max_length=len(prompt) + new_tokens, min_length=len(prompt) + new_tokens,
-                                  do_sample=False)
-        self.generator = og.Generator(self.model, params)
+        self.generator = _greedy_generator(self.model, len(prompt), new_tokens)
         self.generator.append_tokens([int(t) for t in prompt])
         self.generator.generate_next_token()
 

@@ -103,7 +103,7 @@ def decode_rates_side_by_side(starts: dict, rounds: int) -> dict[str, float]:
                 start = time.perf_counter()
                 generator.generate_next_token()
                 steps[label].append(time.perf_counter() - start)
-    return {label: 1.0 / (percentiles(times)["p50"]) for label, times in steps.items()}
+    return {label: 1.0 / percentiles(times)["p50"] for label, times in steps.items()}
 
 
 def measure_in_process(path, feed: dict, warmup: int, runs: int, threads: int) -> dict:

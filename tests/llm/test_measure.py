@@ -39,7 +39,7 @@ def test_fp32_export_matches_its_model_and_int4_measures_worse(tmp_path, tiny_ll
     assert timing["ttft_ms"] > 0 and timing["decode_tok_s"] > 0 and timing["prefill_tok_s"] > 0
 
 
-def test_side_by_side_decode_steps_every_artifact_alike(tmp_path, tiny_llama_genai):
+def test_side_by_side_decode_steps_every_artifact_alike(tiny_llama_genai):
     """Each artifact is stepped once per new token per round, in turn; the same graph under two names
     decodes at the same speed within the shared machine's noise, far from a tenfold error of bookkeeping."""
     from edgekit.llm.measure import decode_side_by_side
