@@ -7,7 +7,9 @@ layer `qweight` [out, in * bits / 8] uint8, 4-bit values two a byte with the fir
 `overrides`), so no second rounding happens: the integers in the graph are the ones computed here. Blocks are
 symmetric (zero point 2^(bits-1)), the builder's own default, so that its round-to-nearest build is the same
 format and a comparison is of the rounding and the grid alone. The output head is written at 8 bits; where the model ties
-it to the input embedding, the graph reads the embedding from the same 8-bit integers.
+it to the input embedding, the graph reads the embedding from the same 8-bit integers. Beside 4-bit linears the 8-bit
+head is in blocks of 64 (HEAD_BLOCK): MatMulNBits' 8-bit kernel spends per block, and at blocks of 32 an 8-bit head
+took SmolLM2-135M's INT4 decode to 0.96x a 4-bit head's, at 64 to 0.99x (benchmarks/llm_head_cost.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ HEAD = "lm_head.weight"
 EMBED = "model.embed_tokens.weight"
 EMBEDDING_FILE = "edgekit-embedding-int8.npz"  # not .safetensors: the builder reads every one of those
 HEAD_BITS = 8
+HEAD_BLOCK = 64  # an 8-bit head's blocks beside 4-bit linears (where the width divides by it)
 
 
 @dataclass
@@ -35,10 +38,11 @@ class BlockWeight:
     scales: np.ndarray  # [out, blocks] float32
     zeros: np.ndarray  # [out, blocks] uint8
     bits: int
+    block: int = BLOCK  # weights per scale, along the input
 
     def dequantized(self) -> np.ndarray:
         out, inputs = self.q.shape
-        blocks = self.q.reshape(out, -1, BLOCK).astype(np.float32) - self.zeros[..., None]
+        blocks = self.q.reshape(out, -1, self.block).astype(np.float32) - self.zeros[..., None]
         return (blocks * self.scales[..., None]).reshape(out, inputs)
 
 
@@ -52,9 +56,9 @@ def _zero_point(bits: int) -> int:
     return 2 ** (bits - 1)
 
 
-def _check_width(weight: np.ndarray) -> None:
-    if weight.shape[1] % BLOCK:
-        raise ValueError(f"input width {weight.shape[1]} is not a multiple of the block size {BLOCK}")
+def _check_width(weight: np.ndarray, block: int = BLOCK) -> None:
+    if weight.shape[1] % block:
+        raise ValueError(f"input width {weight.shape[1]} is not a multiple of the block size {block}")
 
 
 def _levels_of(block, scale, zero: int):
@@ -64,7 +68,7 @@ def _levels_of(block, scale, zero: int):
 
 
 def block_scales(blocks, bits: int):
-    """One scale per row of `blocks` [rows, 32] (a torch tensor): the block's value of largest magnitude maps
+    """One scale per row of `blocks` [rows, block] (a torch tensor): the block's value of largest magnitude maps
     to the end level -zero, so all 2^bits levels are used (as ONNX Runtime's and llama.cpp's symmetric blocks
     do; the scale may be negative), shrunk where a smaller range rounds the block closer (outliers clipped
     by a step, the rest resolved finer): the factor of SHRINK with the least squared error."""
@@ -85,18 +89,18 @@ def block_scales(blocks, bits: int):
     return best
 
 
-def round_to_nearest(weight: np.ndarray, bits: int = 4) -> BlockWeight:
+def round_to_nearest(weight: np.ndarray, bits: int = 4, block: int = BLOCK) -> BlockWeight:
     """Each weight to its nearest level on its block's grid (block_scales), nothing compensated: the baseline."""
     import torch
 
     zero = _zero_point(bits)
-    _check_width(weight)
+    _check_width(weight, block)
     out, inputs = weight.shape
-    blocks = torch.tensor(weight, dtype=torch.float64).reshape(-1, BLOCK)
+    blocks = torch.tensor(weight, dtype=torch.float64).reshape(-1, block)
     scales = block_scales(blocks, bits)
     q = _levels_of(blocks, scales, zero).to(torch.uint8).reshape(out, inputs).numpy()
-    return BlockWeight(q, scales.reshape(out, -1).numpy().astype(np.float32), np.full((out, inputs // BLOCK), zero,
-                                                                                       np.uint8), bits)
+    return BlockWeight(q, scales.reshape(out, -1).numpy().astype(np.float32),
+                       np.full((out, inputs // block), zero, np.uint8), bits, block)
 
 
 def gptq(weight: np.ndarray, hessian: np.ndarray, bits: int = 4, damp: float = 0.01) -> BlockWeight:
@@ -198,7 +202,8 @@ def write_checkpoint(model_dir: str | Path, out: str | Path, quantized: dict[str
         config["tie_word_embeddings"] = False
     config["quantization_config"] = {
         "quant_method": "olive", "bits": bits.pop(), "group_size": BLOCK, "sym": True,
-        "overrides": {n.removesuffix(".weight"): {"bits": w.bits} for n, w in quantized.items() if n == HEAD}}
+        "overrides": {n.removesuffix(".weight"): {"bits": w.bits, "group_size": w.block}
+                      for n, w in quantized.items() if n == HEAD}}
     (out / "config.json").write_text(json.dumps(config, indent=1))
     return out
 
@@ -364,11 +369,18 @@ def quantize_model(model_dir: str | Path, reference, calib: np.ndarray, bits: in
         return head_of_its_own(QuantizedModel(quantized, floats), state, hessians.get(HEAD), maxima[HEAD], method)
     head = head_weight(state).astype(np.float32)
     quantized[HEAD] = (gptq(head, hessians[HEAD], 4) if head_by_gptq and HEAD in hessians
-                       else round_to_nearest(head, head_bits))
+                       else round_to_nearest(head, head_bits, _head_block(bits, head_bits, head.shape[1])))
     if HEAD in state:  # an embedding of its own: 8-bit blocks, read by an 8-bit lookup (mend_graph)
         quantized[EMBED] = round_to_nearest(state[EMBED].astype(np.float32), 8)
     lookup = f"{head_bits}-bit, the head's integers (tied)" if HEAD not in state else "8-bit, its own blocks"
-    return QuantizedModel(quantized, floats, f"{head_bits}-bit, {_rounding(head_by_gptq and HEAD in hessians)}", lookup)
+    rounding = f"{head_bits}-bit, {_rounding(head_by_gptq and HEAD in hessians)}, blocks of {quantized[HEAD].block}"
+    return QuantizedModel(quantized, floats, rounding, lookup)
+
+
+def _head_block(bits: int, head_bits: int, width: int) -> int:
+    """HEAD_BLOCK for an 8-bit head beside 4-bit linears (decode speed), BLOCK otherwise (beside 8-bit linears
+    the head's fidelity is what counts, and their kernel is the same)."""
+    return HEAD_BLOCK if bits == 4 and head_bits == 8 and width % HEAD_BLOCK == 0 else BLOCK
 
 
 def _rounding(compensated: bool) -> str:

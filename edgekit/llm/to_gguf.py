@@ -49,6 +49,8 @@ def block_bytes(weight: BlockWeight) -> np.ndarray:
     """[out, blocks * bytes per block] of Q4_0 (bits 4) or Q8_0 (bits 8) blocks holding `weight`'s integers."""
     import gguf
 
+    if weight.block != BLOCK:
+        raise ValueError(f"GGUF's Q4_0 and Q8_0 blocks are {BLOCK} weights, not {weight.block}")
     out, inputs = weight.q.shape
     levels = weight.q.reshape(out, -1, BLOCK).astype(np.int16) - weight.zeros[..., None]
     scales = weight.scales.astype(np.float16).view(np.uint8).reshape(out, -1, 2)
@@ -71,7 +73,7 @@ def _rotary_rows(rows: np.ndarray, heads: int) -> np.ndarray:
 
 def _permuted(weight: BlockWeight, heads: int) -> BlockWeight:
     return BlockWeight(_rotary_rows(weight.q, heads), _rotary_rows(weight.scales, heads),
-                       _rotary_rows(weight.zeros, heads), weight.bits)
+                       _rotary_rows(weight.zeros, heads), weight.bits, weight.block)
 
 
 def write_gguf(model_dir: str | Path, out: str | Path, quantized: dict[str, BlockWeight],
@@ -128,7 +130,8 @@ def write_gguf(model_dir: str | Path, out: str | Path, quantized: dict[str, Bloc
 
 
 def _head_at_8_bits(state: dict, given: BlockWeight | None) -> BlockWeight:
-    if given is not None and given.bits == 8:
+    """The head as Q8_0: `given` where it is 8-bit blocks of 32, else rounded afresh (Q8_0's blocks are 32)."""
+    if given is not None and given.bits == 8 and given.block == BLOCK:
         return given
     return round_to_nearest(head_weight(state).astype(np.float32), 8)
 

@@ -21,6 +21,9 @@ def test_round_to_nearest_on_known_numbers():
     assert np.abs(int8.dequantized() - weight).max() <= 0.4 / 128 + 1e-6  # within half a step of 0.8 / 128
     with pytest.raises(ValueError, match="multiple of the block size"):
         round_to_nearest(weight[:, :40])
+    wide = round_to_nearest(weight * np.repeat([1.0, 0.5], 32), 8, 64)  # one block of 64 per row: one scale
+    assert wide.scales.shape == (2, 1) and wide.block == 64 and np.allclose(wide.scales, -0.8 / -128)
+    assert np.abs(wide.dequantized() - weight * np.repeat([1.0, 0.5], 32)).max() <= 0.4 / 128 + 1e-6
 
 
 def test_the_grid_uses_all_levels_and_shrinks_where_that_rounds_closer():
@@ -67,24 +70,28 @@ def test_edgekit_weights_are_the_graphs_and_the_head_is_8_bit(tmp_path, tiny_lla
 
 def test_a_tied_embedding_reads_the_8_bit_head_and_the_graph_computes_the_quantized_model(tmp_path):
     """A model that ties its embedding to its head (as most small LMs do): one set of 8-bit integers serves
-    both, the graph loads (its lookup's scales mended to the rank it needs), and its logits are those of the
-    transformers model carrying the same dequantized weights."""
+    both, in blocks of 64 beside 4-bit linears (the head's kernel is slower at 32), the graph loads (its lookup's
+    scales mended to the rank it needs), and its logits are those of the transformers model carrying the same
+    dequantized weights."""
     import onnx
     import torch
     from transformers import AutoModelForCausalLM
 
-    from edgekit.llm.blockwise import HEAD, load_state, write_checkpoint
+    from edgekit.llm.blockwise import HEAD, HEAD_BLOCK, load_state, quantize_model, write_checkpoint
     from edgekit.llm.export import build_genai
     from edgekit.llm.measure import genai_block_logits, reference_block_logits
 
-    tiny_causal_lm(tmp_path / "tied", "llama", tie=True)
-    state = load_state(tmp_path / "tied")
-    assert HEAD not in state
-    quantized = _quantize_all(state, 4)
+    model, _ = tiny_causal_lm(tmp_path / "tied", "llama", tie=True, hidden=128)
+    assert HEAD not in load_state(tmp_path / "tied")
+    quantized = quantize_model(tmp_path / "tied", model, np.zeros((0, 1), np.int64), 4, "rtn", False, 8).blocks
+    assert quantized[HEAD].block == HEAD_BLOCK == 64 and quantized[HEAD].scales.shape[1] == 2
     genai = build_genai(write_checkpoint(tmp_path / "tied", tmp_path / "ck", quantized), tmp_path / "g", "int4")
     graph = onnx.load(str(genai / "model.onnx"), load_external_data=False).graph
     lookup = next(n for n in graph.node if n.op_type == "GatherBlockQuantized")
-    assert next(a.i for a in lookup.attribute if a.name == "bits") == 8
+    head = next(n for n in graph.node if n.op_type == "MatMulNBits" and "lm_head" in n.name)
+    for node in (lookup, head):
+        attrs = {a.name: a.i for a in node.attribute}
+        assert (attrs["bits"], attrs["block_size"]) == (8, HEAD_BLOCK), node.name
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "tied").eval()
     with torch.no_grad():
         for name, weight in quantized.items():

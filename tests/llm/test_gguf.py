@@ -47,6 +47,26 @@ def test_gguf_holds_edgekit_integers_and_reads_back_as_the_same_model(tmp_path, 
     assert gguf_to_folder(path, tmp_path / "read-back") == folder  # unchanged file: the folder is kept
 
 
+def test_a_head_in_blocks_of_64_is_written_as_q8_0_blocks_of_32(tmp_path):
+    """An INT4 model's 8-bit head of its own is in blocks of 64 (the graph's faster kernel); GGUF's Q8_0 blocks are
+    32, so the file's head is rounded afresh at 32, and still holds the head."""
+    import gguf
+
+    from edgekit.llm.blockwise import HEAD, HEAD_BLOCK, load_state, quantize_model
+    from edgekit.llm.to_gguf import block_bytes, write_gguf
+
+    model, _ = tiny_causal_lm(tmp_path / "m", "llama", tie=False, hidden=128)
+    quantized = quantize_model(tmp_path / "m", model, np.zeros((0, 1), np.int64), 4, "rtn", False, 8)
+    assert quantized.blocks[HEAD].block == HEAD_BLOCK and "blocks of 64" in quantized.head
+    with pytest.raises(ValueError, match="blocks are 32"):
+        block_bytes(quantized.blocks[HEAD])
+    path = write_gguf(tmp_path / "m", tmp_path / "model.gguf", quantized.blocks)
+    out = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}["output.weight"]
+    head = load_state(tmp_path / "m")[HEAD]
+    decoded = gguf.quants.dequantize(out.data, out.tensor_type).reshape(head.shape)
+    assert out.tensor_type.name == "Q8_0" and np.abs(decoded - head).max() <= np.abs(head).max() / 127
+
+
 def test_a_gguf_file_is_a_causal_lm_input(tmp_path):
     from edgekit.models.causal_lm import causal_lm_info, is_causal_lm
     from edgekit.llm.blockwise import load_state
