@@ -6,10 +6,11 @@ layer `qweight` [out, in * bits / 8] uint8, 4-bit values two a byte with the fir
 `scales` [out, blocks]; `qzeros` [out, blocks * bits / 8] uint8, packed alike; per-layer bits under
 `overrides`), so no second rounding happens: the integers in the graph are the ones computed here. Blocks are
 symmetric (zero point 2^(bits-1)), the builder's own default, so that its round-to-nearest build is the same
-format and a comparison is of the rounding and the grid alone. The output head is written at 8 bits; where the model ties
-it to the input embedding, the graph reads the embedding from the same 8-bit integers. Beside 4-bit linears the 8-bit
-head is in blocks of 64 (HEAD_BLOCK): MatMulNBits' 8-bit kernel spends per block, and at blocks of 32 an 8-bit head
-took SmolLM2-135M's INT4 decode to 0.96x a 4-bit head's, at 64 to 0.99x (benchmarks/llm_head_cost.py).
+format and a comparison is of the rounding and the grid alone. The output head is written at 8 bits; where the
+model ties it to the input embedding, the graph reads the embedding from the same 8-bit integers. Beside 4-bit
+linears the 8-bit head is in blocks of 64 (HEAD_BLOCK): MatMulNBits' 8-bit kernel spends per block; on
+SmolLM2-135M an 8-bit head in blocks of 32 held INT4 decode to 0.952x the builder's (4-bit head), in blocks of
+64 0.986x (benchmarks/llm_head_cost.py); per-layer bits and block sizes go under `overrides`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ class BlockWeight:
     scales: np.ndarray  # [out, blocks] float32
     zeros: np.ndarray  # [out, blocks] uint8
     bits: int
-    block: int = BLOCK  # weights per scale, along the input
+
+    @property
+    def block(self) -> int:
+        """Weights per scale, along the input."""
+        return self.q.shape[1] // self.scales.shape[1]
 
     def dequantized(self) -> np.ndarray:
         out, inputs = self.q.shape
@@ -100,7 +105,7 @@ def round_to_nearest(weight: np.ndarray, bits: int = 4, block: int = BLOCK) -> B
     scales = block_scales(blocks, bits)
     q = _levels_of(blocks, scales, zero).to(torch.uint8).reshape(out, inputs).numpy()
     return BlockWeight(q, scales.reshape(out, -1).numpy().astype(np.float32),
-                       np.full((out, inputs // block), zero, np.uint8), bits, block)
+                       np.full((out, inputs // block), zero, np.uint8), bits)
 
 
 def gptq(weight: np.ndarray, hessian: np.ndarray, bits: int = 4, damp: float = 0.01) -> BlockWeight:

@@ -73,7 +73,7 @@ def _rotary_rows(rows: np.ndarray, heads: int) -> np.ndarray:
 
 def _permuted(weight: BlockWeight, heads: int) -> BlockWeight:
     return BlockWeight(_rotary_rows(weight.q, heads), _rotary_rows(weight.scales, heads),
-                       _rotary_rows(weight.zeros, heads), weight.bits, weight.block)
+                       _rotary_rows(weight.zeros, heads), weight.bits)
 
 
 def write_gguf(model_dir: str | Path, out: str | Path, quantized: dict[str, BlockWeight],
